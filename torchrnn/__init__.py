@@ -1,0 +1,12 @@
+"""torchrnn: the Keras SimpleRNN tutorial in PyTorch, with Keras semantics.
+
+    from torchrnn import create_rnn
+    model = create_rnn(2, 1, (3, 1), ("linear", "linear"))
+    wx, wh, bh, wy, by = model.get_weights()      # Keras order and shapes
+"""
+from .activations import ACTIVATIONS
+from .layers import SimpleRNN
+from .model import RNNConfig, RNNModel, create_rnn, create_rnn_from_config
+
+__all__ = ["ACTIVATIONS", "SimpleRNN", "RNNConfig", "RNNModel", "create_rnn", "create_rnn_from_config"]
+__version__ = "0.1.0"
