@@ -1,0 +1,206 @@
+"""The torch model against the handed cases' golden values (K1-K4, K8) and its own contract."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from parity import GOLDEN_ATOL, assert_close, numpy_forward
+from torchrnn import RNNConfig, create_rnn, create_rnn_from_config
+
+# Handed case K2: the tutorial's demo model with fixed weights.
+K2_WEIGHTS = [np.array([[1.0, -0.5]]), np.array([[0.5, 0.1], [-0.2, 0.3]]), np.array([0.1, -0.1]),
+              np.array([[1.0], [2.0]]), np.array([0.5])]
+K2_X = np.array([1.0, 2.0, 3.0]).reshape(1, 3, 1)
+
+# Handed case K3: two features.
+K3_WEIGHTS = [np.array([[0.3, -0.6], [0.8, 0.2]]), np.array([[0.5, -0.4], [0.1, 0.9]]), np.array([0.05, -0.05]),
+              np.array([[0.7], [-1.1]]), np.array([0.2])]
+K3_FLAT = np.array([1, 0.1, 2, 0.2, 3, 0.3])
+
+
+def _both_paths(model):
+    """The same model's output through torch's fused kernel and through the step loop."""
+    return [model.use_fused_kernel(True), model.use_fused_kernel(False)]
+
+
+def k1_model(go_backwards):
+    m = create_rnn(4, None, (3, 4), ("tanh", "linear"), go_backwards=go_backwards)
+    m.set_weights([np.full((4, 4), 0.01), np.full((4, 4), 0.02), np.full((4,), 0.03)])
+    return m
+
+
+@pytest.mark.parametrize("go_backwards, s0, s1", [(False, 0.40543202, 0.7360534), (True, 0.1114473, 0.55288875)])
+@pytest.mark.parametrize("fused", [True, False])
+def test_k1_keras_golden_values(go_backwards, s0, s1, fused):
+    m = k1_model(go_backwards).use_fused_kernel(fused)
+    x = torch.arange(24, dtype=torch.float32).reshape(2, 3, 4)
+    expected = np.array([[s0] * 4, [s1] * 4])
+    assert_close(m(x), expected, atol=GOLDEN_ATOL, name=f"K1 go_backwards={go_backwards} fused={fused}")
+
+
+def test_k2_linear_hidden_states_and_output():
+    m = create_rnn(2, 1, (3, 1), ("linear", "linear"))
+    m.set_weights(K2_WEIGHTS)
+    states = m.hidden_states(torch.tensor(K2_X, dtype=torch.float32))[0]
+    assert_close(states[0], [[1.1, -0.6], [2.77, -1.17], [4.719, -1.674]], atol=GOLDEN_ATOL, name="K2 h1..h3")
+    assert_close(m.predict(K2_X), [[1.8709998]], atol=GOLDEN_ATOL, name="K2 linear output")
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_k2_tanh_output(fused):
+    m = create_rnn(2, 1, (3, 1), ("tanh", "tanh")).use_fused_kernel(fused)
+    m.set_weights(K2_WEIGHTS)
+    assert_close(m.predict(K2_X), [[-0.3659179]], atol=GOLDEN_ATOL, name="K2 tanh output")
+
+
+def test_k2_known_mistakes_give_other_numbers():
+    """The faults K2 names produce the values it names, so the golden test above catches them."""
+    wx, wh, b, wy, by = K2_WEIGHTS
+    untransposed = numpy_forward([wx, wh.T, b, wy, by], K2_X)
+    assert_close(untransposed, [[-0.41229114]], atol=GOLDEN_ATOL, name="recurrent matrix not transposed")
+    # Keras's bias copied into both biases of a torch nn.RNN counts it twice.
+    rnn = torch.nn.RNN(1, 2, batch_first=True)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.tensor(wx.T))
+        rnn.weight_hh_l0.copy_(torch.tensor(wh.T))
+        rnn.bias_ih_l0.copy_(torch.tensor(b))
+        rnn.bias_hh_l0.copy_(torch.tensor(b))
+        h = rnn(torch.tensor(K2_X, dtype=torch.float32))[0][:, -1]
+        doubled = torch.tanh(h @ torch.tensor(wy, dtype=torch.float32) + torch.tensor(by, dtype=torch.float32))
+    assert_close(doubled, [[-0.38514036]], atol=GOLDEN_ATOL, name="bias copied into both torch biases")
+
+
+def test_k2_parameter_counts_match_keras():
+    assert create_rnn(2, 1, (3, 1), ("linear", "linear")).count_params() == 11
+    assert create_rnn(3, 1, (12, 1), ("tanh", "tanh")).count_params() == 19
+    plain = torch.nn.ModuleList([torch.nn.RNN(1, 2), torch.nn.Linear(2, 1)])
+    assert sum(p.numel() for p in plain.parameters()) == 13  # the fault the one-bias layer avoids
+
+
+def test_k2_bias_gradient_is_keras_gradient():
+    """One bias vector receives dL/db once; nn.RNN's two biases would each get it (twice the step)."""
+    m64 = create_rnn(2, 1, (3, 1), ("tanh", "tanh")).double()
+    m64.set_weights(K2_WEIGHTS)
+    x = torch.tensor(K2_X)
+    m64(x).sum().backward()
+    eps = 1e-6
+    num = []
+    for i in range(2):
+        bp, bm = [w.copy() for w in K2_WEIGHTS], [w.copy() for w in K2_WEIGHTS]
+        bp[2][i] += eps
+        bm[2][i] -= eps
+        num.append((numpy_forward(bp, K2_X) - numpy_forward(bm, K2_X)).item() / (2 * eps))
+    rnn_layer = m64.rnn[0]
+    assert_close(rnn_layer.bias.grad, num, atol=1e-8, name="bias gradient vs central difference")
+
+
+def test_k3_multi_feature_gives_one_number():
+    m = create_rnn(2, 1, (3, 2), ("tanh", "linear"))
+    m.set_weights(K3_WEIGHTS)
+    out = m.predict(K3_FLAT.reshape(1, 3, 2))
+    assert_close(out, [[1.9231117]], atol=GOLDEN_ATOL, name="K3 output")
+    for bad in (K3_FLAT, K3_FLAT.reshape(3, 2)):
+        with pytest.raises(ValueError, match=r"expected input of shape \(batch, 3, 2\), got"):
+            m.predict(bad)
+
+
+def test_k4_recurrence_is_additive():
+    w = [np.array([[0.5, -1.0]]), np.array([[0.3, 0.2], [0.1, 0.4]]), np.array([0.1, 0.2])]
+    m = create_rnn(2, None, (3, 1), ("tanh", "linear"))
+    m.set_weights(w)
+    for fused in (True, False):
+        assert_close(m.use_fused_kernel(fused).predict([[1.0, 2.0, 3.0]]), [[0.94177427, -0.99522895]],
+                     atol=GOLDEN_ATOL, name=f"K4 final state fused={fused}")
+
+
+def test_k8_float64_input_equals_float32_input_exactly():
+    m = create_rnn(3, 1, (12, 1), seed=3)
+    x64 = np.random.default_rng(0).random((187, 12))
+    out64 = m.predict(x64)
+    out32 = m.predict(x64.astype(np.float32))
+    assert out64.shape == (187, 1)
+    np.testing.assert_array_equal(out64, out32)
+    # the 2-D array is read as (187, 12, 1), not as one sequence of 187 steps
+    assert_close(out64, m.predict(x64[:, :, None]), atol=0.0, name="2-D vs explicit 3-D")
+
+
+def test_k8_shape_errors_name_both_shapes():
+    m = create_rnn(3, 1, (12, 1))
+    with pytest.raises(ValueError, match=r"\(batch, 12, 1\), got \(187, 10, 1\)"):
+        m.predict(np.zeros((187, 10, 1)))
+    with pytest.raises(ValueError, match=r"got \(12,\)"):
+        m.predict(np.zeros(12))
+    with pytest.raises(ValueError, match="non-finite value nan at index"):
+        m.predict(np.full((2, 12, 1), np.nan))
+
+
+def test_variable_length_model_accepts_any_length():
+    m = create_rnn([4, 3], 2, (None, 2), seed=1)
+    assert m.predict(np.ones((5, 7, 2))).shape == (5, 2)
+    assert m.predict(np.ones((5, 1, 2))).shape == (5, 2)
+
+
+def test_get_weights_order_shapes_and_names():
+    m = create_rnn([4, 3], 2, (5, 2), use_bias=[True, False], seed=0)
+    shapes = [w.shape for w in m.get_weights()]
+    assert shapes == [(2, 4), (4, 4), (4,), (4, 3), (3, 3), (3, 2), (2,)]
+    assert m.weight_names() == ["simple_rnn/kernel", "simple_rnn/recurrent_kernel", "simple_rnn/bias",
+                                "simple_rnn_1/kernel", "simple_rnn_1/recurrent_kernel", "dense/kernel", "dense/bias"]
+    # get -> set -> get is the identity
+    w = [np.random.default_rng(i).standard_normal(s) for i, s in enumerate(shapes)]
+    m.set_weights(w)
+    for got, want in zip(m.get_weights(), w):
+        assert_close(got, want.astype(np.float32), atol=0.0, name="set/get round trip")
+
+
+def test_set_weights_names_the_wrong_entry():
+    m = create_rnn(2, 1, (3, 1))
+    bad = [w.copy() for w in K2_WEIGHTS]
+    bad[1] = np.zeros((2, 3))
+    with pytest.raises(ValueError, match=r"weight 1 \(simple_rnn/recurrent_kernel\) should have Keras shape \(2, 2\), got \(2, 3\)"):
+        m.set_weights(bad)
+    with pytest.raises(ValueError, match="expected 5 arrays"):
+        m.set_weights(K2_WEIGHTS[:4])
+    bad = [w.copy() for w in K2_WEIGHTS]
+    bad[2] = np.array([np.nan, 0.0])
+    with pytest.raises(ValueError, match=r"weight 2 \(simple_rnn/bias\) holds non-finite"):
+        m.set_weights(bad)
+
+
+def test_unknown_activation_is_named_with_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown activation 'tahn'; valid names: None, .*tanh"):
+        create_rnn(2, 1, (3, 1), ("tahn", "linear"))
+    with pytest.raises(ValueError, match="'glu' is not supported"):
+        create_rnn(2, 1, (3, 1), ("tanh", "glu"))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(hidden_units=0, dense_units=1, input_shape=(3, 1)), "hidden_units must be a positive integer, got 0"),
+    (dict(hidden_units=2, dense_units=1, input_shape=(3,)), r"input_shape must be \(time_steps, features\)"),
+    (dict(hidden_units=2, dense_units=1, input_shape=(3, 0)), r"input_shape\[1\] \(features\) must be"),
+    (dict(hidden_units=[2, 2], dense_units=1, input_shape=(3, 1), use_bias=[True]), "use_bias has 1 entries"),
+    (dict(hidden_units=2, dense_units=1.5, input_shape=(3, 1)), "dense_units must be a positive integer or None, got 1.5"),
+])
+def test_bad_configuration_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        create_rnn(**kwargs)
+
+
+def test_config_round_trips_through_a_dict():
+    m = create_rnn([3, 2], 1, (12, 1), (["relu", "tanh"], "sigmoid"), go_backwards=[True, False], seed=7)
+    d = dataclasses.asdict(m.config)
+    assert RNNConfig(**d) == m.config
+    rebuilt = create_rnn_from_config(d)
+    for a, b in zip(rebuilt.get_weights(), m.get_weights()):
+        np.testing.assert_array_equal(a, b)  # same seed -> same initial weights
+
+
+def test_return_sequences_shape_and_values():
+    m = create_rnn(3, 2, (6, 1), return_sequences=True, seed=0)
+    x = np.random.default_rng(1).random((4, 6, 1))
+    out = m.predict(x)
+    assert out.shape == (4, 6, 2)
+    assert_close(out, numpy_forward(m.get_weights(), x, config=m.config), atol=1e-6, name="sequence output")

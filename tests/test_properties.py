@@ -1,0 +1,62 @@
+"""Property tests over random configurations: fused kernel == step loop, and float64 == NumPy referee."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from parity import FLOAT32_ATOL, FLOAT64_ATOL, assert_close, numpy_forward
+from torchrnn import ACTIVATIONS, create_rnn
+
+ACT_NAMES = sorted(ACTIVATIONS)
+
+
+@st.composite
+def configs(draw, rnn_activations=ACT_NAMES):
+    layers = draw(st.integers(1, 3))
+    return dict(
+        hidden_units=[draw(st.integers(1, 16)) for _ in range(layers)],
+        dense_units=draw(st.integers(1, 4)),
+        input_shape=(draw(st.integers(1, 30)), draw(st.integers(1, 5))),
+        activation=([draw(st.sampled_from(rnn_activations)) for _ in range(layers)], draw(st.sampled_from(ACT_NAMES))),
+        use_bias=[draw(st.booleans()) for _ in range(layers)],
+        go_backwards=[draw(st.booleans()) for _ in range(layers)],
+        return_sequences=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**31 - 1)),
+    )
+
+
+def _random_bias(model, seed):
+    """Keras starts biases at zero; give them values so a bias fault cannot hide."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([w if w.ndim == 2 else rng.uniform(-0.5, 0.5, w.shape) for w in model.get_weights()])
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=configs(rnn_activations=["tanh", "relu"]), batch=st.integers(1, 4))
+def test_fused_kernel_equals_step_loop(cfg, batch):
+    model = create_rnn(**cfg)
+    _random_bias(model, cfg["seed"])
+    x = torch.from_numpy(np.random.default_rng(cfg["seed"]).uniform(-1, 1, (batch, *cfg["input_shape"])).astype(np.float32))
+    with torch.no_grad():
+        fused = model.use_fused_kernel(True)(x)
+        loop = model.use_fused_kernel(False)(x)
+    # Both are float32 with different summation orders: rtol covers relu's unbounded growth.
+    assert_close(fused, loop, atol=FLOAT32_ATOL, rtol=FLOAT32_ATOL, name=f"fused vs loop {cfg}")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=configs(), batch=st.integers(1, 4), fused=st.booleans())
+def test_float64_model_matches_numpy_reference(cfg, batch, fused):
+    model = create_rnn(**cfg).double().use_fused_kernel(fused)
+    _random_bias(model, cfg["seed"])
+    x = np.random.default_rng(cfg["seed"] + 1).uniform(-1, 1, (batch, *cfg["input_shape"]))
+    with np.errstate(all="ignore"):
+        ref = numpy_forward(model.get_weights(), x, config=model.config)
+    # 'exponential' stacked over 30 steps can overflow float64; that is not a parity question.
+    assume(np.all(np.isfinite(ref)) and np.max(np.abs(ref)) < 1e6)
+    out = model.predict(x)
+    assert out.dtype == np.float64
+    # rtol of the same size keeps the check meaningful for values far from 1 (relu, exponential).
+    assert_close(out, ref, atol=FLOAT64_ATOL, rtol=FLOAT64_ATOL, name=f"float64 torch vs numpy {cfg}")
