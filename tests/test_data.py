@@ -1,0 +1,503 @@
+"""torchrnn.data: the embedded series, loading (handed case K7), split, scaling, windows (K6).
+
+Offline: URLs point at 127.0.0.1 only (a closed port, or an http.server thread).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import socket
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.preprocessing import MinMaxScaler
+
+from torchrnn import data as D
+
+EMBEDDED_SHA256 = "111a8145b95fe7879ceb36e0782c742f5b4be4015c7c914848218aa40307d8e5"
+# The tutorial's own download, present in the workplace beside the repository only.
+SHARED_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "monthly-sunspots.csv"
+
+# K7: three data rows in the tutorial's format (quoted, CRLF, no final newline).
+K7_HEADER = '"Month","Sunspots"'
+K7_ROWS = ['"1749-01",58.0', '"1749-02",62.6', '"1749-03",70.0']
+K7_VALUES = [58.0, 62.6, 70.0]
+
+
+def write(tmp_path: Path, text: str, name: str = "series.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def k7(rows=K7_ROWS, tail: str = "") -> str:
+    return "\r\n".join([K7_HEADER, *rows]) + tail
+
+
+def embedded_path() -> Path:
+    return Path(str(resources.files("torchrnn").joinpath("data", "monthly-sunspots.csv")))
+
+
+# --------------------------------------------------------------------------- embedded file
+
+def test_embedded_file_checksum():
+    raw = resources.files("torchrnn").joinpath("data", "monthly-sunspots.csv").read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == EMBEDDED_SHA256
+    assert raw.startswith(b"Month,Sunspots\n1749-01,58.0\n")
+    assert raw.endswith(b"\n1983-12,33.4\n")
+
+
+def test_embedded_summary_figures():
+    v = D.load_series()
+    assert v.dtype == np.float64 and v.shape == (2820,)
+    assert v[0] == 58.0 and v[1] == 62.6 and v[-1] == 33.4
+    assert v.min() == 0.0 and np.count_nonzero(v == 0.0) == 67
+    assert v.max() == 253.8 and int(v.argmax()) == 2505  # 1957-10, in the test part (from 2256)
+    assert v.sum() == pytest.approx(144570.0, abs=1e-9)
+    assert v.mean() == pytest.approx(51.265957446808514, rel=1e-12)
+
+
+def test_embedded_months_are_consecutive():
+    months = pd.read_csv(embedded_path(), usecols=[0]).iloc[:, 0].tolist()
+    expected = [f"{y}-{m:02d}" for y in range(1749, 1984) for m in range(1, 13)]
+    assert months == expected
+
+
+def test_embedded_read_like_the_tutorial():
+    # The tutorial's own call on our file gives exactly what load_series gives.
+    tutorial = pd.read_csv(embedded_path(), usecols=[1], engine="python").values.ravel()
+    np.testing.assert_array_equal(D.load_series(), tutorial)
+
+
+def test_embedded_provenance():
+    s = D.read_series()
+    assert s.provenance() == {"source": D.EMBEDDED_SOURCE, "sha256": EMBEDDED_SHA256,
+                              "column": "Sunspots", "n_values": 2820}
+
+
+def test_embedded_matches_the_tutorial_download():
+    if not SHARED_CSV.exists():
+        pytest.skip(f"the tutorial's download is not beside the repository ({SHARED_CSV})")
+    raw = SHARED_CSV.read_bytes()
+    assert raw.startswith(b'"Month","Sunspots"\r\n') and not raw.endswith(b"\n")
+    shared = D.load_series(SHARED_CSV)
+    assert shared.shape == (2820,)
+    np.testing.assert_array_equal(shared, D.load_series())
+    np.testing.assert_array_equal(pd.read_csv(SHARED_CSV, usecols=[1]).values.ravel(), shared)
+
+
+# --------------------------------------------------------------------------- K7 CSV input
+
+def test_k7_crlf_no_final_newline(tmp_path):
+    text = k7()
+    assert "\r\n" in text and not text.endswith("\n")
+    assert D.load_series(write(tmp_path, text)).tolist() == K7_VALUES
+
+
+def test_k7_trailing_blank_lines(tmp_path):
+    assert D.load_series(write(tmp_path, k7(tail="\r\n\r\n\r\n\r\n"))).tolist() == K7_VALUES
+    assert D.load_series(write(tmp_path, k7(tail="\n\n  \n"))).tolist() == K7_VALUES
+
+
+def test_lf_and_unquoted(tmp_path):
+    text = "Month,Sunspots\n1749-01,58.0\n1749-02,62.6\n1749-03,70.0\n"
+    assert D.load_series(write(tmp_path, text)).tolist() == K7_VALUES
+
+
+def test_k7_trailing_text_line_names_line_and_text(tmp_path):
+    path = write(tmp_path, k7(tail="\r\nZuerich monthly sunspot numbers 1749-1983\r\n"))
+    with pytest.raises(D.DataError) as err:
+        D.load_series(path)
+    msg = str(err.value)
+    assert msg == (f"{path}: line 5 (data row 4): expected 2 fields like the header, "
+                   f"found 1: 'Zuerich monthly sunspot numbers 1749-1983'")
+
+
+@pytest.mark.parametrize("bad, says", [
+    ("", "empty value"),
+    ("NaN", "missing value 'NaN'"),
+    ("nan", "missing value 'nan'"),
+    ("NA", "missing value 'NA'"),
+    ("?", "not a number: '?'"),
+    ("1_000", "not a number: '1_000'"),
+    ("inf", "not a number: 'inf'"),
+    ("1e999", "value out of range: '1e999'"),
+])
+def test_k7_bad_value_in_row_2_names_the_row(tmp_path, bad, says):
+    rows = [K7_ROWS[0], f'"1749-02",{bad}', K7_ROWS[2]]
+    path = write(tmp_path, k7(rows))
+    with pytest.raises(D.DataError) as err:
+        D.load_series(path)
+    assert str(err.value).startswith(f"{path}: data row 2 (line 3), column 'Sunspots': {says}")
+
+
+def test_k7_question_mark_message_in_full(tmp_path):
+    path = write(tmp_path, k7([K7_ROWS[0], '"1749-02",?', K7_ROWS[2]]))
+    with pytest.raises(D.DataError, match=r"data row 2 \(line 3\), column 'Sunspots': not a number: '\?'$"):
+        D.load_series(path)
+
+
+def test_row_and_line_numbers_differ_after_a_blank_line(tmp_path):
+    path = write(tmp_path, "Month,Sunspots\n\n1749-01,58.0\n1749-02,?\n")
+    with pytest.raises(D.DataError, match=r"data row 2 \(line 4\)"):
+        D.load_series(path)
+
+
+@pytest.mark.parametrize("text", [K7_HEADER, K7_HEADER + "\r\n", K7_HEADER + "\r\n\r\n\r\n"])
+def test_k7_header_only_is_no_data(tmp_path, text):
+    path = write(tmp_path, text)
+    with pytest.raises(D.DataError) as err:
+        D.load_series(path)
+    assert str(err.value) == f"{path}: no data: only a header line ('Month,Sunspots'), no data rows"
+
+
+def test_empty_file_is_no_data(tmp_path):
+    with pytest.raises(D.DataError, match="no data: the file is empty"):
+        D.load_series(write(tmp_path, "\r\n\r\n"))
+
+
+def test_fewer_than_two_columns(tmp_path):
+    path = write(tmp_path, "Sunspots\n58.0\n62.6\n")
+    with pytest.raises(D.DataError) as err:
+        D.load_series(path)
+    assert str(err.value) == (f"{path}: the header has 1 field ('Sunspots'), so there is no column 1 "
+                              f"(0-based); expected at least 2 columns such as 'Month,Sunspots'")
+
+
+def test_headerless_file_is_refused_not_shortened(tmp_path):
+    # pandas would take the first data row as the header and lose the first value.
+    with pytest.raises(D.DataError, match=r"line 1 looks like data, not a header: '1749-01,58.0'"):
+        D.load_series(write(tmp_path, "1749-01,58.0\n1749-02,62.6\n"))
+
+
+def test_extra_field_in_a_row(tmp_path):
+    with pytest.raises(D.DataError, match=r"line 3 \(data row 2\): expected 2 fields like the header, found 3"):
+        D.load_series(write(tmp_path, "Month,Sunspots\n1749-01,58.0\n1749-02,62.6,x\n"))
+
+
+def test_column_by_name_and_index(tmp_path):
+    path = write(tmp_path, "Month,Sunspots,Smoothed\n1749-01,58.0,1.5\n1749-02,62.6,2.5\n")
+    assert D.load_series(path).tolist() == [58.0, 62.6]
+    assert D.load_series(path, column=2).tolist() == [1.5, 2.5]
+    s = D.read_series(path, column="Smoothed")
+    assert s.values.tolist() == [1.5, 2.5] and s.column == "Smoothed"
+    with pytest.raises(D.DataError, match=r"no column 'Nope' in the header; columns are \['Month', 'Sunspots', 'Smoothed'\]"):
+        D.load_series(path, column="Nope")
+    with pytest.raises(ValueError, match="column must be a header name or a non-negative index, got -1"):
+        D.load_series(path, column=-1)
+
+
+def test_utf8_bom_is_accepted(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbfMonth,Sunspots\r\n1749-01,58.0\r\n")
+    assert D.load_series(path).tolist() == [58.0]
+
+
+def test_path_provenance(tmp_path):
+    path = write(tmp_path, k7())
+    s = D.read_series(str(path))
+    assert s.source == str(path.resolve())
+    assert s.sha256 == hashlib.sha256(k7().encode()).hexdigest()
+
+
+def test_missing_file(tmp_path):
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(D.DataError) as err:
+        D.load_series(missing)
+    assert str(err.value) == f"cannot read {missing}: No such file or directory"
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_unsupported_url_scheme():
+    with pytest.raises(D.DataError, match=r"^ftp://example\.org/x\.csv: unsupported URL scheme"):
+        D.load_series("ftp://example.org/x.csv")
+
+
+# --------------------------------------------------------------------------- URLs (local only)
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    # A proxy set in the environment must not see our 127.0.0.1 requests.
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setenv("NO_PROXY", "*")
+
+
+@pytest.fixture
+def http_dir(tmp_path, no_proxy):
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # keep the test output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_k7_unreachable_url_fails_fast_with_one_line(no_proxy):
+    url = "http://127.0.0.1:9/x.csv"
+    start = time.monotonic()
+    with pytest.raises(D.DataError) as err:
+        D.load_series(url)
+    assert time.monotonic() - start < 5.0
+    msg = str(err.value)
+    assert msg.startswith(f"cannot read {url}: ") and "refused" in msg.lower()
+    assert "\n" not in msg
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_url_served_locally(http_dir):
+    root, base = http_dir
+    write(root, k7())
+    s = D.read_series(f"{base}/series.csv")
+    assert s.values.tolist() == K7_VALUES
+    assert s.source == f"{base}/series.csv"
+    assert s.sha256 == hashlib.sha256(k7().encode()).hexdigest()
+
+
+def test_url_embedded_file_served_locally(http_dir):
+    root, base = http_dir
+    (root / "monthly-sunspots.csv").write_bytes(embedded_path().read_bytes())
+    s = D.read_series(f"{base}/monthly-sunspots.csv")
+    assert s.sha256 == EMBEDDED_SHA256
+    np.testing.assert_array_equal(s.values, D.load_series())
+
+
+def test_url_not_found(http_dir):
+    _, base = http_dir
+    with pytest.raises(D.DataError, match=rf"^cannot read {base}/absent\.csv: HTTP 404 "):
+        D.load_series(f"{base}/absent.csv")
+
+
+def test_url_silent_server_times_out(no_proxy, monkeypatch):
+    # A server that accepts the connection and never answers: the timeout must fire.
+    monkeypatch.setattr(D, "URL_TIMEOUT", 0.5)
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        url = f"http://127.0.0.1:{srv.getsockname()[1]}/x.csv"
+        start = time.monotonic()
+        with pytest.raises(D.DataError) as err:
+            D.load_series(url)
+        elapsed = time.monotonic() - start
+    assert 0.4 < elapsed < 3.0
+    assert str(err.value) == f"cannot read {url}: no answer within 0.5 s (timed out)"
+
+
+# --------------------------------------------------------------------------- split
+
+def test_split_sunspots_80_20_in_time_order():
+    v = D.load_series()
+    train, test = D.train_test_split(v)
+    assert (train.size, test.size) == (2256, 564)
+    assert train[-1] == v[2255] and test[0] == v[2256]
+    np.testing.assert_array_equal(np.concatenate([train, test]), v)
+    assert train.max() == 238.9 and test.max() == 253.8  # the series maximum is in the test part
+
+
+def test_split_point_is_int_of_n_times_fraction():
+    a = np.arange(10.0)
+    assert [t.size for t in D.train_test_split(a, 0.75)] == [7, 3]
+    assert [t.size for t in D.train_test_split(np.arange(2.0), 0.8)] == [1, 1]
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 0.0, 1.0, -0.1, 1.5, float("nan"), True, "0.8"])
+def test_split_fraction_must_be_inside_0_1(fraction):
+    with pytest.raises(ValueError, match="train_fraction must be a number strictly between 0 and 1"):
+        D.train_test_split(np.arange(10.0), fraction)
+
+
+def test_split_refuses_an_empty_part():
+    with pytest.raises(ValueError, match=r"splits 3 values into 0 train / 3 test"):
+        D.train_test_split(np.arange(3.0), 0.2)
+
+
+# --------------------------------------------------------------------------- scaling
+
+def test_scaler_default_fits_on_train_only():
+    v = D.load_series()
+    train, test = D.train_test_split(v)
+    sc = D.fit_scaler(train)
+    assert sc.data_min_[0] == 0.0 and sc.data_max_[0] == 238.9
+    # the whole series may be passed along; with the default it must not be looked at
+    assert D.fit_scaler(train, v).data_max_[0] == 238.9
+    assert D.scale(sc, train).max() == pytest.approx(1.0, abs=1e-15)  # x * scale_ + min_ rounds
+    assert D.scale(sc, test).max() == pytest.approx(1.0623691921305984, rel=1e-14)  # 253.8 / 238.9
+
+
+def test_scaler_all_reproduces_the_tutorial_exactly():
+    v = D.load_series()
+    train, test = D.train_test_split(v)
+    tutorial = MinMaxScaler().fit_transform(v.reshape(-1, 1)).flatten()
+    sc = D.fit_scaler(train, v, scale_on="all")
+    assert sc.data_max_[0] == 253.8
+    np.testing.assert_array_equal(np.concatenate([D.scale(sc, train), D.scale(sc, test)]), tutorial)
+
+
+def test_scale_keeps_shape_and_unscale_inverts():
+    sc = D.fit_scaler(np.array([10.0, 20.0, 30.0]))
+    assert D.scale(sc, np.array([10.0, 25.0])).tolist() == [0.0, 0.75]
+    pred = np.array([[0.0], [0.5], [1.0]])
+    out = D.unscale(sc, pred)
+    assert out.shape == (3, 1) and out.ravel().tolist() == [10.0, 20.0, 30.0]
+    X = np.array([[[10.0], [30.0]]])
+    assert D.scale(sc, X).shape == (1, 2, 1) and D.scale(sc, X).ravel().tolist() == [0.0, 1.0]
+
+
+def test_scale_refuses_non_finite():
+    sc = D.fit_scaler(np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="scale: input holds 1 non-finite values"):
+        D.scale(sc, np.array([0.5, np.nan]))
+    with pytest.raises(ValueError, match=r"train holds 1 non-finite values \(first at index 1\)"):
+        D.fit_scaler(np.array([0.0, np.nan, 1.0]))
+
+
+def test_fit_scaler_argument_checks():
+    train = np.array([1.0, 2.0])
+    with pytest.raises(ValueError, match="scale_on='all' needs the whole series as `full`"):
+        D.fit_scaler(train, scale_on="all")
+    with pytest.raises(ValueError, match="`full` must be the whole series and begin with the `train` part"):
+        D.fit_scaler(train, np.array([5.0, 6.0, 7.0]), scale_on="all")
+    with pytest.raises(ValueError, match="scale_on must be 'train' or 'all', got 'test'"):
+        D.fit_scaler(train, scale_on="test")
+
+
+def test_scaler_dict_round_trip_is_bit_identical():
+    v = D.load_series()
+    sc = D.fit_scaler(D.train_test_split(v)[0])
+    d = D.scaler_to_dict(sc)
+    assert d == {"data_min": 0.0, "data_max": 238.9, "feature_range": [0.0, 1.0]}
+    back = D.scaler_from_dict(d)
+    np.testing.assert_array_equal(D.scale(back, v), D.scale(sc, v))
+    np.testing.assert_array_equal(D.unscale(back, D.scale(sc, v)), D.unscale(sc, D.scale(sc, v)))
+
+
+# --------------------------------------------------------------------------- K6 windows
+
+def tutorial_get_XY(dat, time_steps):
+    """The tutorial's get_XY, verbatim apart from the name."""
+    Y_ind = np.arange(time_steps, len(dat), time_steps)
+    Y = dat[Y_ind]
+    rows_x = len(Y)
+    X = dat[range(time_steps * rows_x)]
+    X = np.reshape(X, (rows_x, time_steps, 1))
+    return X, Y
+
+
+def test_k6_sunspots_window_counts_and_chaining():
+    train, test = D.train_test_split(D.load_series())
+    Xtr, ytr = D.make_windows(train, 12)
+    Xte, yte = D.make_windows(test, 12)
+    assert Xtr.shape == (187, 12, 1) and ytr.shape == (187, 1)
+    assert Xte.shape == (46, 12, 1) and yte.shape == (46, 1)
+    assert Xtr.dtype == ytr.dtype == np.float64
+    # non-overlapping: the target of window i is the first input of window i + 1
+    np.testing.assert_array_equal(ytr[:-1, 0], Xtr[1:, 0, 0])
+    np.testing.assert_array_equal(yte[:-1, 0], Xte[1:, 0, 0])
+    assert ytr[0, 0] == train[12] and ytr[-1, 0] == train[187 * 12]
+
+
+def test_k6_16230_points_24_steps():
+    a = np.arange(16230.0)
+    assert D.make_windows(a, 24)[1].shape == (676, 1)  # not 680
+    assert D.make_windows(a, 24, stride=1)[1].shape == (16206, 1)
+
+
+def test_windows_golden_small():
+    X, y = D.make_windows(np.arange(10.0), 3)
+    assert X[:, :, 0].tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8]] and y.tolist() == [[3], [6], [9]]
+    X, y = D.make_windows(np.arange(9.0), 3)  # target 9 does not exist: 2 windows
+    assert X[:, :, 0].tolist() == [[0, 1, 2], [3, 4, 5]] and y.tolist() == [[3], [6]]
+    X, y = D.make_windows(np.arange(6.0), 3, stride=2)
+    assert X[:, :, 0].tolist() == [[0, 1, 2], [2, 3, 4]] and y.tolist() == [[3], [5]]
+
+
+@pytest.mark.parametrize("n, steps", [(12, 12), (5, 12), (1, 1)])
+def test_k6_too_short_is_an_error(n, steps):
+    with pytest.raises(ValueError) as err:
+        D.make_windows(np.arange(float(n)), steps)
+    assert str(err.value) == (f"a series of length {n} gives no window with time_steps={steps}: "
+                              f"it needs at least {steps + 1} values ({steps} inputs and 1 target)")
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    ({"time_steps": 0}, "time_steps must be a positive integer, got 0"),
+    ({"time_steps": 2.0}, "time_steps must be a positive integer, got 2.0"),
+    ({"time_steps": True}, "time_steps must be a positive integer, got True"),
+    ({"time_steps": 2, "stride": 0}, "stride must be a positive integer, got 0"),
+])
+def test_window_argument_checks(kwargs, says):
+    with pytest.raises(ValueError, match=f"^{says}$"):
+        D.make_windows(np.arange(10.0), **kwargs)
+
+
+def test_windows_need_a_1d_series():
+    with pytest.raises(ValueError, match=r"values must be a 1-D series, got shape \(10, 1\)"):
+        D.make_windows(np.arange(10.0).reshape(10, 1), 3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(2, 400), steps=st.integers(1, 50))
+def test_windows_match_the_tutorial_get_XY(n, steps):
+    if n <= steps:
+        with pytest.raises(ValueError):
+            D.make_windows(np.arange(float(n)), steps)
+        return
+    dat = np.random.default_rng(n * 1000 + steps).normal(size=n)
+    X_ref, Y_ref = tutorial_get_XY(dat, steps)
+    X, y = D.make_windows(dat, steps)
+    assert X.shape == X_ref.shape and y.shape == (len(Y_ref), 1)
+    np.testing.assert_array_equal(X, X_ref)
+    np.testing.assert_array_equal(y[:, 0], Y_ref)
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(2, 200), steps=st.integers(1, 30), stride=st.integers(1, 40))
+def test_windows_with_stride_match_a_plain_loop(n, steps, stride):
+    dat = np.arange(float(n)) * 1.5
+    if n <= steps:
+        return
+    X_ref = [dat[s:s + steps] for s in range(0, n - steps, stride)]
+    y_ref = [dat[s + steps] for s in range(0, n - steps, stride)]
+    X, y = D.make_windows(dat, steps, stride=stride)
+    assert X.shape == (len(X_ref), steps, 1)
+    np.testing.assert_array_equal(X[:, :, 0], np.array(X_ref))
+    np.testing.assert_array_equal(y[:, 0], np.array(y_ref))
+
+
+# --------------------------------------------------------------------------- persistence baseline
+
+def test_persistence_forecast_is_the_last_input():
+    X, y = D.make_windows(np.arange(10.0), 3)
+    p = D.persistence_forecast(X)
+    assert p.shape == y.shape and p.tolist() == [[2], [5], [8]]
+
+
+def test_persistence_rmse_on_sunspots():
+    train, test = D.train_test_split(D.load_series())
+    rmse = []
+    for part in (train, test):
+        X, y = D.make_windows(part, 12)
+        rmse.append(float(np.sqrt(np.mean((D.persistence_forecast(X) - y) ** 2))))
+    assert rmse == pytest.approx([15.962420775225404, 20.199278936764486], rel=1e-12)
+
+
+def test_persistence_needs_3d():
+    with pytest.raises(ValueError, match=r"X must have shape \(N, time_steps, features\), got \(3, 4\)"):
+        D.persistence_forecast(np.zeros((3, 4)))
