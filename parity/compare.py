@@ -67,9 +67,10 @@ def compare(actual: Any, expected: Any, *, atol: float, rtol: float = 0.0, name:
     a64, e64 = a.astype(np.float64), e.astype(np.float64)
     if a.size == 0:
         return Diff(name, a.shape, 0.0, 0.0, 0.0, (), float("nan"), float("nan"), atol, rtol, True)
-    diff = np.abs(a64 - e64)
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    rel = diff / np.maximum(np.abs(e64), np.finfo(np.float64).tiny)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        diff = np.abs(a64 - e64)
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        rel = diff / np.maximum(np.abs(e64), np.finfo(np.float64).tiny)
     idx = np.unravel_index(int(np.argmax(diff)), a.shape)
     ok = bool(np.all(diff <= atol + rtol * np.abs(e64)))
     return Diff(name, a.shape, float(diff[idx]), float(np.max(rel)), float(np.mean(diff)),
