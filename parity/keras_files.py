@@ -169,10 +169,10 @@ def _describe_bytes(data: bytes) -> str:
     head = data[:40]
     try:
         text = head.decode("utf-8")
-        if text.isprintable() or all(c.isprintable() or c in "\r\n\t" for c in text):
-            return f"text starting with {text!r}"
     except UnicodeDecodeError:
-        pass
+        text = None
+    if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return f"text starting with {text!r}"
     return f"{len(data)} bytes starting with {head[:16]!r}"
 
 
@@ -533,7 +533,7 @@ def spec_from_config(config: dict, *, source: str, keras_version: str | None, fm
     layers = []
     for e in entries:
         cls, name, cfg, _ = e
-        key = keys.get(id(e))
+        key = keys.get(id(e)) if cls != "InputLayer" else None     # an input has no weights
         w = weights.layer_weights(key) if key is not None else []
         layers.append(LayerSpec(class_name=cls, name=name, config=cfg, weights=w,
                                 group=weights.group_path(key) if (w and key is not None) else None))
