@@ -1,0 +1,388 @@
+"""torchrnn.train and torchrnn.metrics: Keras's Adam (K9), Keras-like fit, RMSE without broadcasting (K5).
+
+The live-Keras tests drive keras.optimizers.Adam and keras Model.fit beside torchrnn on the
+same numbers; they are skipped when Keras is not installed.
+"""
+import copy
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from parity.compare import FLOAT32_ATOL, FLOAT64_ATOL, GOLDEN_ATOL, assert_close
+from torchrnn import create_rnn
+from torchrnn import data as D
+from torchrnn.metrics import mse, rmse, rmse_table
+from torchrnn.train import History, KerasAdam, evaluate, fit, predict
+
+# A float32 ulp at 1.0 is 1.2e-7. KerasAdam repeats Keras's float32 operations in Keras's order,
+# so over tens of steps the weights agree to the last bit here (observed difference: 0); one ulp
+# of room keeps the test meaningful on another BLAS/CPU.
+ADAM_F32_ATOL = 1.2e-7
+# Training through model.fit: forward and backward are summed in a different order by TF and
+# torch, a few ulps per step; after ~400 steps the weights differ by ~2e-7 (observed).
+FIT_F32_ATOL = 2e-6
+
+
+@pytest.fixture(scope="module")
+def sunspots():
+    """The tutorial's windows (embedded data, 80/20, 12 steps, scaler on the training part)."""
+    v = D.load_series()
+    train, test = D.train_test_split(v, 0.8)
+    sc = D.fit_scaler(train, v, "train")
+    Xtr, ytr = D.make_windows(D.scale(sc, train), 12)
+    Xte, yte = D.make_windows(D.scale(sc, test), 12)
+    return Xtr, ytr, Xte, yte
+
+
+def _keras():
+    return pytest.importorskip("keras")
+
+
+# --------------------------------------------------------------------------- K5 metrics
+
+def test_k5_rmse_reshapes_only_the_n_vs_n1_pair():
+    assert rmse([1, 2, 3], [[1], [2], [3]]) == 0.0  # broadcast bug: 1.1547005
+    assert_close(rmse([0.2, 0.4, 0.6, 0.8], [[0.25], [0.35], [0.65], [0.7]]), 0.0661438,
+                 atol=GOLDEN_ATOL, name="K5 rmse")  # broadcast bug: 0.2947457
+    # The same pair in the other order, and as torch tensors.
+    assert_close(rmse(torch.tensor([[0.2], [0.4], [0.6], [0.8]]), torch.tensor([0.25, 0.35, 0.65, 0.7])),
+                 0.0661438, atol=GOLDEN_ATOL, name="K5 rmse, swapped, tensors")
+    # What the broadcast would have given, so the test shows the class of bug it guards against.
+    t, p = np.array([0.2, 0.4, 0.6, 0.8]), np.array([[0.25], [0.35], [0.65], [0.7]])
+    assert_close(np.sqrt(np.mean((t - p) ** 2)), 0.2947457, atol=GOLDEN_ATOL, name="the broadcast bug")
+
+
+@pytest.mark.parametrize("shapes", [((3,), (1, 3)), ((3, 1), (1, 3)), ((4,), (3, 1)), ((3, 2), (3,)),
+                                    ((2, 3, 1), (2, 3)), ((3,), (3, 1, 1))])
+def test_rmse_refuses_other_shape_mismatches(shapes):
+    a, b = np.zeros(shapes[0]), np.zeros(shapes[1])
+    with pytest.raises(ValueError, match=r"shape .* never broadcast"):
+        rmse(a, b)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_rmse_refuses_non_finite_values(bad):
+    with pytest.raises(ValueError, match="y_true holds 1 non-finite"):
+        rmse([1.0, bad], [1.0, 2.0])
+    with pytest.raises(ValueError, match="y_pred holds 1 non-finite"):
+        rmse([[1.0], [2.0]], [1.0, bad])
+
+
+def test_rmse_refuses_empty_and_non_numeric():
+    with pytest.raises(ValueError, match="empty"):
+        rmse([], [])
+    with pytest.raises(ValueError, match="not a numeric array"):
+        rmse(["a", "b"], [1, 2])
+
+
+def test_mse_rmse_and_table_values():
+    y = np.array([[1.0], [2.0], [4.0]])
+    f = np.array([[1.5], [2.0], [3.0]])
+    assert_close(mse(y, f), (0.25 + 0 + 1) / 3, atol=FLOAT64_ATOL, name="mse")
+    assert_close(rmse(y, f), np.sqrt(1.25 / 3), atol=FLOAT64_ATOL, name="rmse")
+    table = rmse_table(y, {"model": f, "zero": np.zeros(3)}, to_original=lambda a: 10 * a + 5)
+    assert set(table) == {"model", "zero"}
+    assert_close(table["model"]["original"], 10 * np.sqrt(1.25 / 3), atol=FLOAT64_ATOL, name="original units")
+    assert_close(table["zero"]["scaled"], np.sqrt(21 / 3), atol=FLOAT64_ATOL, name="zero forecast")
+    assert "original" not in rmse_table(y, {"m": f})["m"]
+
+
+# --------------------------------------------------------------------------- K9 Keras Adam
+
+K9 = [(1e-1, 9.99962e-4, 9.99999e-4), (1e-3, 9.96841e-4, 9.99900e-4), (1e-5, 7.59742e-4, 9.90099e-4)]
+
+
+@pytest.mark.parametrize("grad,keras_move,torch_move", K9)
+def test_k9_one_step_moves_like_keras_not_like_torch(grad, keras_move, torch_move):
+    p = nn.Parameter(torch.zeros(()))
+    opt = KerasAdam([p])  # Keras defaults: lr 1e-3, betas 0.9/0.999, eps 1e-7
+    p.grad = torch.tensor(grad)
+    opt.step()
+    # The handed figures have 6 significant digits: +-5e-10 at 1e-3.
+    assert_close(-p.detach(), keras_move, atol=1e-9, name=f"KerasAdam move, grad {grad:g}")
+    # torch.optim.Adam puts epsilon on the bias-corrected root: a different number.
+    q = nn.Parameter(torch.zeros(()))
+    topt = torch.optim.Adam([q], lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+    q.grad = torch.tensor(grad)
+    topt.step()
+    assert_close(-q.detach(), torch_move, atol=1e-9, name=f"torch.optim.Adam move, grad {grad:g}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("lr", [1e-3, 0.05])
+def test_keras_adam_matches_live_keras_over_many_steps(dtype, lr):
+    keras = _keras()
+    rng = np.random.default_rng(7)
+    shapes = [(1, 3), (3, 3), (3,), (3, 1), (1,)]  # the tutorial model's weights
+    init = [rng.normal(size=s).astype(dtype) for s in shapes]
+    # Gradients over six orders of magnitude, so that the epsilon rule matters in some steps.
+    steps = [[(rng.normal(size=s) * 10.0 ** rng.uniform(-6, 0)).astype(dtype) for s in shapes] for _ in range(40)]
+
+    kvars = [keras.Variable(w, dtype=dtype) for w in init]
+    kopt = keras.optimizers.Adam(learning_rate=lr)
+    for gs in steps:
+        kopt.apply_gradients([(keras.ops.convert_to_tensor(g), v) for g, v in zip(gs, kvars)])
+
+    tparams = [nn.Parameter(torch.tensor(w)) for w in init]
+    topt = KerasAdam(tparams, lr=lr)
+    for gs in steps:
+        for p, g in zip(tparams, gs):
+            p.grad = torch.tensor(g)
+        topt.step()
+    atol = ADAM_F32_ATOL if dtype == "float32" else FLOAT64_ATOL
+    for i, (kv, tp) in enumerate(zip(kvars, tparams)):
+        assert_close(tp.detach(), np.asarray(kv.numpy()), atol=atol, check_dtype=True,
+                     name=f"weight {i} {shapes[i]} after 40 steps, {dtype}, lr {lr}")
+    assert topt.param_groups[0]["step"] == int(kopt.iterations.numpy()) == 40
+
+
+def test_keras_adam_partial_gradients_match_flat_path():
+    """A step where one parameter has no gradient leaves it (and its moments) alone and moves the
+    others exactly as the flat path would."""
+    torch.manual_seed(0)
+    a = [nn.Parameter(torch.randn(3, 2)), nn.Parameter(torch.randn(4))]
+    b = [nn.Parameter(t.detach().clone()) for t in a]
+    oa, ob = KerasAdam(a), KerasAdam(b)
+    grads = [torch.randn(3, 2), torch.randn(4)]
+    for opt, ps in ((oa, a), (ob, b)):
+        for p, g in zip(ps, grads):
+            p.grad = g.clone()
+        opt.step()
+    # Second step: b[1] has no gradient (per-parameter path), a[1] a zero one (flat path); the
+    # update of the parameter that has the same gradient in both must be the same.
+    g2 = torch.randn(3, 2)
+    a[0].grad, a[1].grad = g2.clone(), torch.zeros(4)
+    b[0].grad, b[1].grad = g2.clone(), None
+    before = b[1].detach().clone()
+    m_before = ob.state[b[1]]["m"].clone()
+    oa.step()
+    ob.step()
+    assert_close(b[0].detach(), a[0].detach(), atol=0.0, name="parameter with a gradient")
+    assert_close(b[1].detach(), before, atol=0.0, name="parameter without a gradient is unchanged")
+    assert_close(ob.state[b[1]]["m"], m_before, atol=0.0, name="its first moment is unchanged")
+    assert ob.param_groups[0]["step"] == 2  # Keras counts iterations for all variables
+
+
+def test_keras_adam_state_dict_round_trip_continues_identically():
+    torch.manual_seed(1)
+    p = nn.Parameter(torch.randn(5))
+    opt = KerasAdam([p], lr=0.01)
+    gs = [torch.randn(5) for _ in range(6)]
+    for g in gs[:3]:
+        p.grad = g.clone()
+        opt.step()
+    # state_dict() holds the live tensors (as torch's optimizers do): copy before stepping on.
+    saved_p, saved_state = p.detach().clone(), copy.deepcopy(opt.state_dict())
+    for g in gs[3:]:
+        p.grad = g.clone()
+        opt.step()
+    q = nn.Parameter(saved_p.clone())
+    opt2 = KerasAdam([q], lr=0.01)
+    opt2.load_state_dict(saved_state)
+    for g in gs[3:]:
+        q.grad = g.clone()
+        opt2.step()
+    assert_close(q.detach(), p.detach(), atol=0.0, name="resumed optimizer")
+
+
+@pytest.mark.parametrize("kwargs,match", [({"lr": 0}, "lr"), ({"lr": float("nan")}, "lr"),
+                                          ({"betas": (1.0, 0.999)}, "betas"), ({"eps": -1.0}, "eps")])
+def test_keras_adam_rejects_bad_hyperparameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        KerasAdam([nn.Parameter(torch.zeros(1))], **kwargs)
+
+
+# --------------------------------------------------------------------------- fit like Keras
+
+@pytest.mark.parametrize("batch_size", [1, 7])
+def test_fit_trains_like_keras_model_fit(sunspots, batch_size):
+    """Same initial weights, same sample order (shuffle=False): Keras's compile('adam', 'mse') + fit
+    and torchrnn's fit end with the same weights and report the same epoch losses. 187 windows
+    in batches of 7 leave a last batch of 5, which Keras weights by its size in the epoch loss."""
+    keras = _keras()
+    Xtr, ytr = sunspots[0][:120], sunspots[1][:120]
+    if batch_size == 7:
+        Xtr, ytr = sunspots[0], sunspots[1]
+    keras.utils.set_random_seed(3)
+    km = keras.Sequential([keras.Input((12, 1)), keras.layers.SimpleRNN(3, activation="tanh"),
+                           keras.layers.Dense(1, activation="tanh")])
+    km.compile(loss="mean_squared_error", optimizer="adam")
+    tm = create_rnn(3, 1, (12, 1), ("tanh", "tanh"))
+    tm.set_weights(km.get_weights())
+    epochs = 2
+    kh = km.fit(Xtr.astype(np.float32), ytr.astype(np.float32), epochs=epochs, batch_size=batch_size,
+                shuffle=False, verbose=0)
+    th = fit(tm, Xtr, ytr, epochs=epochs, batch_size=batch_size, shuffle=False)
+    for i, (kw, tw, name) in enumerate(zip(km.get_weights(), tm.get_weights(), tm.weight_names())):
+        assert_close(tw, kw, atol=FIT_F32_ATOL, name=f"{name} after {epochs} epochs, batch {batch_size}")
+    assert_close(np.array(th.loss), np.array(kh.history["loss"]), atol=0.0, rtol=1e-5,
+                 name="epoch losses as Keras reports them")
+
+
+def test_epoch_loss_is_batch_size_weighted_mean(sunspots):
+    Xtr, ytr = sunspots[0][:23], sunspots[1][:23]
+    h = fit(create_rnn(3, 1, (12, 1), seed=0), Xtr, ytr, epochs=2, batch_size=5, seed=0)
+    sizes = np.array([5, 5, 5, 5, 3])
+    for e in range(2):
+        assert len(h.batch_loss[e]) == 5
+        assert_close(h.loss[e], float(np.dot(h.batch_loss[e], sizes) / 23), atol=FLOAT64_ATOL,
+                     name=f"epoch {e + 1} loss")
+    assert h.history == {"loss": h.loss} and h.epochs == 2 and h.batch_size == 5
+
+
+def test_fit_is_repeatable_with_a_seed_and_leaves_the_global_rng_alone(sunspots):
+    Xtr, ytr = sunspots[0][:60], sunspots[1][:60]
+    models = [create_rnn(3, 1, (12, 1), seed=11) for _ in range(4)]  # same initial weights
+    state = torch.get_rng_state()
+    runs = []
+    for m, seed in zip(models, (5, 5, 6)):
+        h = fit(m, Xtr, ytr, epochs=3, seed=seed)
+        runs.append((h, m.get_weights()))
+    assert torch.equal(torch.get_rng_state(), state), "fit must not draw from torch's global RNG"
+    (h1, w1), (h2, w2), (h3, w3) = runs
+    assert h1.loss == h2.loss and h1.batch_loss == h2.batch_loss
+    for a, b in zip(w1, w2):
+        assert_close(a, b, atol=0.0, name="same seed, same weights")
+    assert h1.loss != h3.loss
+    assert any(not np.array_equal(a, b) for a, b in zip(w1, w3))
+    # seed=None: a fresh order each time, still without touching the global RNG.
+    fit(models[3], Xtr, ytr, epochs=1, seed=None)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_shuffle_visits_every_window_once_per_epoch():
+    """A model that records what it sees: each epoch is a permutation, and epochs differ."""
+    seen = []
+
+    class Recorder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            if self.training:
+                seen.append(int(x[0, 0]))
+            return x * self.w
+
+    X = np.arange(10, dtype=np.float64).reshape(10, 1)
+    fit(Recorder(), X, X, epochs=3, batch_size=1, seed=0)
+    epochs = [seen[i * 10:(i + 1) * 10] for i in range(3)]
+    for e in epochs:
+        assert sorted(e) == list(range(10))
+    assert epochs[0] != epochs[1] != epochs[2]
+    seen.clear()
+    fit(Recorder(), X, X, epochs=1, batch_size=1, shuffle=False)
+    assert seen == list(range(10))
+
+
+def test_a_broadcasting_loss_in_fit_fails_the_suite(sunspots, monkeypatch):
+    """With fit's own shape check switched off, torch's broadcast warning from the loss inside
+    fit surfaces as an error: pyproject's filterwarnings turns torch UserWarnings into errors
+    (its module pattern 'torch.*' matches where torch attributes the warning: torchrnn.train)."""
+    import torchrnn.train as T
+
+    monkeypatch.setattr(T, "_check_pair", lambda pred, target: None)
+    Xtr, ytr = sunspots[0][:10], sunspots[1][:10]
+    with pytest.raises(UserWarning, match="broadcast"):
+        fit(create_rnn(3, 1, (12, 1), seed=0), Xtr, ytr[:, 0], epochs=1)
+
+
+def test_fit_refuses_a_target_shape_that_would_broadcast(sunspots):
+    Xtr, ytr = sunspots[0][:10], sunspots[1][:10]
+    m = create_rnn(3, 1, (12, 1), seed=0)
+    before = m.get_weights()
+    with pytest.raises(ValueError, match=r"output has shape \(1, 1\) but the targets have shape \(1,\)"):
+        fit(m, Xtr, ytr[:, 0], epochs=1)
+    for a, b in zip(m.get_weights(), before):
+        assert_close(a, b, atol=0.0, name="no step was taken")
+
+
+@pytest.mark.parametrize("case,match", [
+    ("nan_x", "X holds 1 non-finite"), ("inf_y", "y holds 1 non-finite"), ("n_mismatch", "X has 10 samples but y has 9"),
+    ("empty", "X is empty"), ("epochs", "epochs must be a positive integer"), ("batch", "batch_size must be"),
+    ("seed", "seed must be an integer"), ("text", "not a numeric array"),
+])
+def test_fit_validates_its_inputs(sunspots, case, match):
+    X, y = sunspots[0][:10].copy(), sunspots[1][:10].copy()
+    kw = {}
+    if case == "nan_x":
+        X[3, 4, 0] = np.nan
+    elif case == "inf_y":
+        y[2, 0] = np.inf
+    elif case == "n_mismatch":
+        y = y[:9]
+    elif case == "empty":
+        X, y = X[:0], y[:0]
+    elif case == "epochs":
+        kw["epochs"] = 0
+    elif case == "batch":
+        kw["batch_size"] = 0
+    elif case == "seed":
+        kw["seed"] = 1.5
+    elif case == "text":
+        X = [["a"] * 12] * 10
+    with pytest.raises(ValueError, match=match):
+        fit(create_rnn(3, 1, (12, 1), seed=0), X, y, **kw)
+
+
+def test_fit_reports_divergence_with_the_epoch():
+    torch.manual_seed(0)
+    model = nn.Linear(1, 1)
+    X = np.full((4, 1), 1e18)
+    with pytest.raises(ValueError, match="loss became non-finite in epoch 1"):
+        fit(model, X, X * 3, epochs=2, lr=1e30, seed=0)
+
+
+def test_fit_works_on_any_module_and_calls_back():
+    """The trainer knows nothing of RNNs: a Linear learns y = 2x + 1; the callback can stop it."""
+    torch.manual_seed(0)
+    model = nn.Linear(1, 1)
+    X = np.linspace(-1, 1, 32).reshape(-1, 1)
+    calls = []
+    h = fit(model, X, 2 * X + 1, epochs=200, batch_size=8, lr=0.05, seed=0,
+            callback=lambda epoch, logs: calls.append((epoch, logs["loss"])) or epoch == 150)
+    assert h.epochs == 150 and h.stopped_early and len(calls) == 150
+    assert_close(model.weight.detach(), [[2.0]], atol=1e-2, name="learned slope")
+    assert_close(model.bias.detach(), [1.0], atol=1e-2, name="learned intercept")
+    assert h.loss[-1] < 1e-4
+
+
+def test_predict_and_evaluate(sunspots):
+    Xte, yte = sunspots[2], sunspots[3]
+    m = create_rnn(3, 1, (12, 1), seed=0)
+    p_all = predict(m, Xte)
+    assert p_all.shape == (46, 1)
+    assert_close(predict(m, Xte, batch_size=5), p_all, atol=FLOAT32_ATOL, name="batched predict")
+    assert_close(p_all, m.predict(Xte), atol=0.0, name="same as model.predict")
+    assert m.training, "predict restores the training mode"
+    ev = evaluate(m, Xte, yte)
+    assert ev["n"] == 46
+    assert_close(ev["loss"], float(np.mean((p_all.astype(np.float64) - yte) ** 2)), atol=FLOAT64_ATOL, name="loss")
+    assert_close(ev["rmse"], np.sqrt(ev["loss"]), atol=FLOAT64_ATOL, name="rmse")
+    assert_close(evaluate(m, Xte, yte[:, 0])["rmse"], ev["rmse"], atol=0.0, name="(N,) targets")
+
+
+def test_progress_bar_on_stderr_only_when_asked(sunspots, capsys):
+    Xtr, ytr = sunspots[0][:20], sunspots[1][:20]
+    fit(create_rnn(3, 1, (12, 1), seed=0), Xtr, ytr, epochs=2, seed=0)
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+    fit(create_rnn(3, 1, (12, 1), seed=0), Xtr, ytr, epochs=2, seed=0, progress=True)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "Epoch 1/2" in err and "Epoch 2/2" in err and "loss=" in err
+
+
+def test_tutorial_fit_is_fast(sunspots):
+    """The tutorial's run (187 windows, 20 epochs, batch size 1): 3740 steps, a few seconds."""
+    Xtr, ytr = sunspots[0], sunspots[1]
+    m = create_rnn(3, 1, (12, 1), seed=0)
+    t0 = time.perf_counter()
+    h = fit(m, Xtr, ytr, epochs=20, batch_size=1, seed=0)
+    seconds = time.perf_counter() - t0
+    print(f"tutorial fit: {seconds:.2f} s, final loss {h.loss[-1]:.6f}")
+    assert seconds < 60
+    assert h.loss[-1] < h.loss[0]

@@ -1,0 +1,436 @@
+"""Training like Keras's ``compile(loss='mean_squared_error', optimizer='adam')`` + ``fit``.
+
+The tutorial trains with::
+
+    model.compile(loss='mean_squared_error', optimizer='adam')
+    model.fit(trainX, trainY, epochs=20, batch_size=1, verbose=2)
+
+and this module does the same to any ``torch.nn.Module`` that maps a batch ``X[i:j]`` to
+predictions shaped like ``y[i:j]``; it knows nothing of RNNs or sunspots (the model and the
+data live elsewhere, as in minGPT's ``trainer.py``)::
+
+    history = fit(model, X, y, epochs=20, batch_size=1, seed=0)
+    history.loss                 # one value per epoch, as Keras reports it
+    predict(model, X)            # NumPy (N, D)
+    evaluate(model, X, y)        # {'loss': mse, 'rmse': ...}
+
+What "like Keras" means here, point by point:
+
+* Loss: mean squared error over the batch, on predictions and targets of the *same shape*. A
+  ``(N,)`` target against an ``(N, 1)`` prediction would broadcast to ``(N, N)`` (torch warns,
+  Keras does not); here it is a ``ValueError`` before the first step.
+* Optimizer: :class:`KerasAdam`, Keras's Adam with Keras's defaults (lr 1e-3, betas 0.9/0.999,
+  epsilon 1e-7) and Keras's update rule, which is not ``torch.optim.Adam``'s (see the class).
+* Order: the training set is shuffled anew every epoch (Keras's ``shuffle=True``), then cut into
+  batches of ``batch_size`` in that order; the last batch may be smaller.
+* Reported loss: Keras's progress bar and ``History`` give, for each epoch, the mean of the
+  batch losses weighted by the batch sizes (Keras 3's loss tracker is a ``Mean`` updated with
+  ``sample_weight=batch_size``); with ``batch_size=1`` that is the plain mean.
+* Seeds: ``seed`` seeds a private ``torch.Generator`` that draws the shuffle orders, so a seed
+  repeats a run exactly and torch's global RNG is neither read nor advanced. ``seed=None``
+  draws a fresh random order (from the OS, via ``Generator.seed()``), still without touching the
+  global RNG. The model's initial weights are the model's business (``create_rnn(seed=...)``).
+
+Library code does not print: the progress bar (tqdm, on stderr) appears only with
+``progress=True``; the CLI turns it on unless ``--quiet``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .metrics import mse as _mse, rmse as _rmse
+
+__all__ = ["KerasAdam", "History", "fit", "predict", "evaluate"]
+
+
+# --------------------------------------------------------------------------- optimizer
+
+class KerasAdam(torch.optim.Optimizer):
+    """Adam exactly as Keras 3 computes it (``keras.optimizers.Adam``, TensorFlow backend).
+
+    With ``t`` the number of steps taken (Keras's ``iterations + 1``), per parameter ``p`` with
+    gradient ``g``::
+
+        m     += (g   - m) * (1 - beta1)
+        v     += (g*g - v) * (1 - beta2)
+        alpha  = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
+        p     -= (m * alpha) / (sqrt(v) + eps)
+
+    ``torch.optim.Adam`` instead divides by ``sqrt(v / (1 - beta2^t)) + eps``: the epsilon goes
+    to the *bias-corrected* root. The two agree when ``sqrt(v) >> eps`` and part when gradients
+    are small: one step from 0 with gradient 1e-5 moves a parameter by 7.59742e-4 in Keras and
+    9.90099e-4 in torch (handed case K9), so a port that uses ``torch.optim.Adam(eps=1e-7)``
+    does not train like the tutorial. Every operation above is done in the parameter's dtype
+    and in the order Keras does it, with Keras's roundings (``lr`` and the betas pass through
+    float32 even for float64 parameters; ``1 - beta`` and ``eps`` are Python floats), so float32
+    and float64 runs give Keras's numbers bit for bit in our tests (random gradients, 40 steps).
+
+    Keras counts one ``iterations`` per optimizer step for all variables; so does this class
+    (``group['step']``), even for a parameter that had no gradient in that step (that parameter
+    and its moments are left alone, as in Keras).
+
+    Speed: batch size 1 on a tiny model is all per-step overhead (a 19-parameter model has five
+    tensors, and every tensor operation costs microseconds whatever its size). The moments of
+    all parameters of one device and dtype live in one flat buffer (``state[p]['m']`` and
+    ``['v']`` are views into it), the gradients are concatenated once per step, the update is
+    eleven operations on the flat buffers, and one ``torch._foreach_sub_`` applies it. A step in
+    which some parameter has no gradient takes the per-parameter ``torch._foreach_*`` path;
+    both paths compute the same numbers.
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-7):
+        if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        if isinstance(eps, bool) or not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
+            raise ValueError(f"eps must be a non-negative finite number, got {eps!r}")
+        self._plans: dict[int, list[_Bucket]] = {}
+        super().__init__(params, dict(lr=float(lr), betas=(float(betas[0]), float(betas[1])),
+                                      eps=float(eps), step=0))
+
+    # Any change to the groups or to the state tensors invalidates the flat buffers.
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        self._plans = {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self._plans = {}
+
+    @staticmethod
+    def _scalars(group: dict, dtype: torch.dtype) -> tuple[float, float, float, float]:
+        """(1 - beta1, 1 - beta2, alpha, eps) rounded as Keras rounds them for ``dtype``."""
+        lr, (b1, b2), eps, t = group["lr"], group["betas"], group["eps"], group["step"]
+        # Keras: `1 - self.beta_1` is a Python float, rounded to the variable dtype only when
+        # it multiplies a tensor (torch rounds a Python scalar the same way).
+        c1, c2 = 1.0 - b1, 1.0 - b2
+        # Keras: lr (a float32 variable) and the betas become float32 tensors first and are then
+        # cast to the variable dtype, so even a float64 model sees float32-rounded lr and betas;
+        # the powers, the root and alpha are then computed in the variable dtype.
+        ft = np.float64 if dtype == torch.float64 else np.float32
+        lr_, b1_, b2_ = (ft(np.float32(x)) for x in (lr, b1, b2))
+        b1p = b1_ ** ft(t)
+        b2p = b2_ ** ft(t)
+        alpha = lr_ * np.sqrt(ft(1) - b2p) / (ft(1) - b1p)
+        return c1, c2, float(alpha), eps
+
+    def _plan(self, index: int, group: dict) -> list["_Bucket"]:
+        plan = self._plans.get(index)
+        if plan is not None and all(b.fits() for b in plan):
+            return plan
+        by_kind: dict[tuple, list] = {}
+        for p in group["params"]:
+            by_kind.setdefault((p.device, p.dtype), []).append(p)
+        plan = [_Bucket(ps, self.state) for ps in by_kind.values()]
+        self._plans[index] = plan
+        return plan
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for index, group in enumerate(self.param_groups):
+            group["step"] += 1
+            for b in self._plan(index, group):
+                c1, c2, alpha, eps = self._scalars(group, b.dtype)
+                grads = [p.grad for p in b.params]
+                if all(g is not None for g in grads):
+                    b.flat_update(grads, c1, c2, alpha, eps)
+                else:
+                    b.partial_update(grads, self.state, c1, c2, alpha, eps)
+        return loss
+
+
+class _Bucket:
+    """The parameters of one device and dtype in a group, with their moments in flat buffers."""
+
+    def __init__(self, params: list, state: dict):
+        self.params = list(params)
+        self.device, self.dtype = self.params[0].device, self.params[0].dtype
+        self.numels = [p.numel() for p in self.params]
+        self.shapes = [p.shape for p in self.params]
+        # Carry over moments already in the state (after load_state_dict, or a rebuilt plan).
+        def gather(key):
+            parts = [state[p][key].detach().reshape(-1).to(self.device, self.dtype) if key in state[p]
+                     else torch.zeros(n, device=self.device, dtype=self.dtype)
+                     for p, n in zip(self.params, self.numels)]
+            return torch.cat(parts) if parts else torch.zeros(0, device=self.device, dtype=self.dtype)
+        self.m, self.v = gather("m"), gather("v")
+        for p, m, v in zip(self.params, self.m.split(self.numels), self.v.split(self.numels)):
+            state[p]["m"] = m.view(p.shape)
+            state[p]["v"] = v.view(p.shape)
+
+    def fits(self) -> bool:
+        """Still valid: no parameter changed device, dtype or shape since the buffers were made."""
+        return all(p.device == self.device and p.dtype == self.dtype and p.shape == s
+                   for p, s in zip(self.params, self.shapes))
+
+    def flat_update(self, grads: list, c1: float, c2: float, alpha: float, eps: float) -> None:
+        for g in grads:
+            if g.is_sparse:
+                raise ValueError("KerasAdam does not support sparse gradients")
+        g = torch.cat([g.reshape(-1) for g in grads])
+        m, v = self.m, self.v
+        tmp = g - m
+        tmp.mul_(c1)
+        m.add_(tmp)                         # m += (g - m)(1 - b1)
+        tmp = g * g
+        tmp.sub_(v)
+        tmp.mul_(c2)
+        v.add_(tmp)                         # v += (g^2 - v)(1 - b2)
+        den = v.sqrt()
+        den.add_(eps)                       # sqrt(v) + eps: epsilon on the uncorrected root
+        upd = m * alpha
+        upd.div_(den)
+        torch._foreach_sub_([p.view(-1) for p in self.params], list(upd.split(self.numels)))
+
+    def partial_update(self, grads: list, state: dict, c1: float, c2: float, alpha: float, eps: float) -> None:
+        ps, gs, ms, vs = [], [], [], []
+        for p, g in zip(self.params, grads):
+            if g is None:
+                continue
+            if g.is_sparse:
+                raise ValueError("KerasAdam does not support sparse gradients")
+            ps.append(p)
+            gs.append(g)
+            ms.append(state[p]["m"])
+            vs.append(state[p]["v"])
+        if not ps:
+            return
+        tmp = torch._foreach_sub(gs, ms)
+        torch._foreach_mul_(tmp, c1)
+        torch._foreach_add_(ms, tmp)
+        tmp = torch._foreach_mul(gs, gs)
+        torch._foreach_sub_(tmp, vs)
+        torch._foreach_mul_(tmp, c2)
+        torch._foreach_add_(vs, tmp)
+        den = torch._foreach_sqrt(vs)
+        torch._foreach_add_(den, eps)
+        upd = torch._foreach_mul(ms, alpha)
+        torch._foreach_div_(upd, den)
+        torch._foreach_sub_(ps, upd)
+
+
+# --------------------------------------------------------------------------- fit
+
+@dataclass
+class History:
+    """What :func:`fit` did. ``loss[e]`` is epoch ``e``'s loss as Keras reports it; ``batch_loss[e]``
+    holds that epoch's batch losses in training order; ``seconds[e]`` its wall time."""
+
+    loss: list[float] = field(default_factory=list)
+    batch_loss: list[list[float]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    epochs: int = 0
+    batch_size: int = 1
+    seed: int | None = None
+    stopped_early: bool = False
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        """Keras's ``History.history`` shape: ``{'loss': [...]}``."""
+        return {"loss": list(self.loss)}
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _param_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.device, p.dtype
+    raise ValueError("the model has no floating-point parameters to train")
+
+
+def _as_tensor(a: Any, name: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Convert once (float64 welcome), check it is finite and has a batch axis, move it once."""
+    if isinstance(a, torch.Tensor):
+        t = a.detach()
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(a, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} is not a numeric array: {exc}") from None
+    if t.dim() == 0:
+        raise ValueError(f"{name} must have a batch axis (shape (N, ...)), got a scalar")
+    if t.shape[0] < 1:
+        raise ValueError(f"{name} is empty (shape {tuple(t.shape)}); need at least one sample")
+    if t.is_complex():
+        raise ValueError(f"{name} must be real, got {t.dtype}")
+    if not t.is_floating_point():
+        t = t.to(torch.float64)
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        idx = tuple(int(i) for i in torch.nonzero(bad)[0])
+        raise ValueError(f"{name} holds {int(bad.sum())} non-finite values (first {t[idx].item()!r} at index {idx})")
+    t = t.to(device=device, dtype=dtype)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} has values out of range for {dtype}")
+    return t.contiguous()
+
+
+def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"model output has shape {tuple(pred.shape)} but the targets have shape {tuple(target.shape)}; "
+            f"the MSE loss needs matching shapes and will not broadcast them "
+            f"(for a (N,) target and a (N, 1) output, pass y.reshape(-1, 1))")
+
+
+def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int = 1, lr: float = 1e-3,
+        shuffle: bool = True, seed: int | None = None, optimizer: torch.optim.Optimizer | None = None,
+        progress: bool = False, callback: Callable[[int, dict], Any] | None = None) -> History:
+    """Train ``model`` on ``(X, y)`` with MSE and Keras's Adam; return the :class:`History`.
+
+    ``X``: array-like or tensor ``(N, ...)`` that ``model`` accepts; ``y``: ``(N, ...)`` shaped
+    exactly like the model's output for ``X`` (no broadcasting). Both are converted and moved to
+    the device and dtype of the model's parameters once, before the first step.
+    ``optimizer`` defaults to ``KerasAdam(model.parameters(), lr=lr)``; a given optimizer is used
+    as is (``lr`` is then ignored). ``shuffle``/``seed``: see the module docstring.
+    ``progress``: a tqdm bar per epoch on stderr with the running loss.
+    ``callback(epoch, logs)`` is called after every epoch (``epoch`` counted from 1,
+    ``logs = {'loss': ..., 'seconds': ...}``); if it returns True, training stops there.
+
+    Raises ``ValueError`` for bad arguments or data (non-finite values, no samples, ``X`` and
+    ``y`` with different ``N``, an output shape other than ``y``'s) and when the loss becomes
+    non-finite (the epoch and a hint are in the message).
+    """
+    epochs = _positive_int(epochs, "epochs")
+    batch_size = _positive_int(batch_size, "batch_size")
+    if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))):
+        raise ValueError(f"seed must be an integer or None, got {seed!r}")
+    device, dtype = _param_device_dtype(model)
+    Xt = _as_tensor(X, "X", device, dtype)
+    yt = _as_tensor(y, "y", device, dtype)
+    n = Xt.shape[0]
+    if yt.shape[0] != n:
+        raise ValueError(f"X has {n} samples but y has {yt.shape[0]}")
+
+    # One look at the output shape before any weight moves, in eval mode so that no dropout draws
+    # from the RNG and no batch-norm statistics change.
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        _check_pair(model(Xt[:1]), yt[:1])
+    model.train()
+
+    if optimizer is None:
+        optimizer = KerasAdam(model.parameters(), lr=lr)
+    gen = torch.Generator(device="cpu")
+    if seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(int(seed))
+
+    n_batches = (n + batch_size - 1) // batch_size
+    # Batch sizes, to weight the batch losses as Keras's loss tracker does (only the last differs).
+    sizes = torch.full((n_batches,), float(batch_size), dtype=torch.float64)
+    sizes[-1] = n - batch_size * (n_batches - 1)
+    cum_sizes = sizes.cumsum(0).tolist()
+    every = max(1, n_batches // 50)  # progress-bar refresh: .item() is a device sync on GPUs
+    history = History(epochs=0, batch_size=batch_size, seed=None if seed is None else int(seed))
+    mse_loss = nn.functional.mse_loss
+    bar_cls = None
+    if progress:
+        from tqdm.auto import tqdm as bar_cls  # imported only when asked for
+
+    try:
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            if shuffle:
+                perm = torch.randperm(n, generator=gen).to(device)
+                Xe, ye = Xt[perm], yt[perm]
+            else:
+                Xe, ye = Xt, yt
+            losses = torch.empty(n_batches, dtype=dtype, device=device)
+            bar = None
+            if bar_cls is not None:
+                import sys
+                bar = bar_cls(total=n_batches, desc=f"Epoch {epoch}/{epochs}", unit="batch",
+                              file=sys.stderr, leave=True, dynamic_ncols=True)
+            for b in range(n_batches):
+                s = b * batch_size
+                xb, yb = Xe[s:s + batch_size], ye[s:s + batch_size]
+                optimizer.zero_grad(set_to_none=True)
+                pred = model(xb)
+                if pred.shape != yb.shape:
+                    _check_pair(pred, yb)
+                loss = mse_loss(pred, yb)
+                loss.backward()
+                optimizer.step()
+                losses[b] = loss.detach()
+                if bar is not None and ((b + 1) % every == 0 or b + 1 == n_batches):
+                    done = b + 1
+                    running = float((losses[:done].double().cpu() * sizes[:done]).sum()) / cum_sizes[b]
+                    bar.update(done - bar.n)
+                    bar.set_postfix(loss=f"{running:.4g}", refresh=False)
+            batch_losses = losses.double().cpu()
+            epoch_loss = float((batch_losses * sizes).sum() / n)
+            if bar is not None:
+                bar.set_postfix(loss=f"{epoch_loss:.4g}")
+                bar.close()
+            seconds = time.perf_counter() - t0
+            history.loss.append(epoch_loss)
+            history.batch_loss.append(batch_losses.tolist())
+            history.seconds.append(seconds)
+            history.epochs = epoch
+            if not math.isfinite(epoch_loss):
+                first = int(torch.nonzero(~torch.isfinite(batch_losses))[0])
+                raise ValueError(f"the loss became non-finite in epoch {epoch} (batch {first + 1} of {n_batches}); "
+                                 f"the weights diverged: try a smaller lr (now {optimizer.param_groups[0]['lr']:g}) "
+                                 f"or check the data's scale")
+            if callback is not None and callback(epoch, {"loss": epoch_loss, "seconds": seconds}) is True:
+                history.stopped_early = epoch < epochs
+                break
+    finally:
+        model.train(was_training)
+    return history
+
+
+# --------------------------------------------------------------------------- predict / evaluate
+
+def predict(model: nn.Module, X: Any, batch_size: int | None = None) -> np.ndarray:
+    """The model's outputs for ``X`` as a NumPy array (the parameters' dtype), in eval mode, no grad.
+
+    ``batch_size=None`` runs all of ``X`` in one batch; another batch size changes the results
+    only by float rounding (matrix products of another shape), a few ulps.
+    """
+    if batch_size is not None:
+        batch_size = _positive_int(batch_size, "batch_size")
+    device, dtype = _param_device_dtype(model)
+    Xt = _as_tensor(X, "X", device, dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if batch_size is None or batch_size >= Xt.shape[0]:
+                out = model(Xt)
+            else:
+                out = torch.cat([model(Xt[i:i + batch_size]) for i in range(0, Xt.shape[0], batch_size)])
+    finally:
+        model.train(was_training)
+    return out.cpu().numpy()
+
+
+def evaluate(model: nn.Module, X: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
+    """Keras's ``evaluate`` for this loss: ``{'loss': MSE, 'rmse': RMSE, 'n': N}``, computed in float64.
+
+    ``y`` must have the output's shape, or be ``(N,)`` for an ``(N, 1)`` output (see
+    :func:`torchrnn.metrics.rmse`).
+    """
+    pred = predict(model, X, batch_size=batch_size)
+    return {"loss": _mse(y, pred), "rmse": _rmse(y, pred), "n": int(pred.shape[0])}
