@@ -401,3 +401,33 @@ def test_directory_is_refused(tmp_path):
     (tmp_path / "saved_model.pb").write_bytes(b"")
     with pytest.raises(KerasFileError, match="is a directory.*SavedModel directory is not supported"):
         load_keras(tmp_path)
+
+
+def test_old_style_attributes_bytes_and_chunks(tmp_path):
+    # Older Keras/h5py wrote these lists as fixed-length byte strings, and Keras splits a list that
+    # would overflow the 64 KB object header into layer_names0, layer_names1, ...
+    path = copy(tmp_path, "stacked.k2_weights.h5")
+    with h5py.File(path, "r+") as h5:
+        names = [n.encode() for n in h5.attrs["layer_names"]]
+        del h5.attrs["layer_names"]
+        h5.attrs["layer_names0"] = np.array(names[:2], dtype="S")
+        h5.attrs["layer_names1"] = np.array(names[2:], dtype="S")
+        for n in names:
+            g = h5[n.decode()]
+            g.attrs["weight_names"] = np.array([w.encode() for w in g.attrs["weight_names"]], dtype="S")
+    data = fixture("stacked")
+    model = load_keras_weights(create_rnn(**data["create_rnn"]), path)
+    assert_close(model.predict(data["x"]), data["y_keras2"], atol=KERAS_FILE_ATOL, name="bytes + chunks")
+
+
+def test_names_are_checked_where_shapes_cannot_tell(tmp_path):
+    # multifeature has F == H == 2: kernel and recurrent_kernel have the same shape, so a loader
+    # that went by position alone would swap them silently. The table checks names too.
+    path = copy(tmp_path, "multifeature.k2.h5")
+    with h5py.File(path, "r+") as h5:
+        g = h5["model_weights/simple_rnn"]
+        k, r, b = list(g.attrs["weight_names"])
+        g.attrs["weight_names"] = [r, k, b]
+    with pytest.raises(KerasFileError, match=r"recurrent_kernel:0' is 'recurrent_kernel' where the table expects "
+                                             r"'kernel'"):
+        load_keras(path)
