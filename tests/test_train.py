@@ -230,7 +230,7 @@ def test_epoch_loss_is_batch_size_weighted_mean(sunspots):
         assert len(h.batch_loss[e]) == 5
         assert_close(h.loss[e], float(np.dot(h.batch_loss[e], sizes) / 23), atol=FLOAT64_ATOL,
                      name=f"epoch {e + 1} loss")
-    assert h.history == {"loss": h.loss} and h.epochs == 2 and h.batch_size == 5
+    assert isinstance(h, History) and h.history == {"loss": h.loss} and h.epochs == 2 and h.batch_size == 5
 
 
 def test_fit_is_repeatable_with_a_seed_and_leaves_the_global_rng_alone(sunspots):

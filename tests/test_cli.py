@@ -1,0 +1,332 @@
+"""torchrnn.cli (``torchrnn train`` / ``torchrnn predict``) and torchrnn.experiment, end to end, in-process."""
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from parity.compare import FLOAT64_ATOL, assert_close
+from torchrnn import cli
+from torchrnn import data as D
+from torchrnn import experiment as E
+from torchrnn.cli import main
+
+EMBEDDED_CSV = Path(__file__).resolve().parents[1] / "torchrnn" / "data" / "monthly-sunspots.csv"
+METRIC_KEYS = {"rmse", "units", "n_windows", "loss", "fit_seconds", "training", "windows", "model_config",
+               "count_params", "data"}
+
+
+def _train(out, *extra):
+    return main(["train", "--epochs", "2", "--out", str(out), "--quiet", *extra])
+
+
+def _raw_series():
+    """The embedded CSV read independently of torchrnn.data (the csv module, second column)."""
+    with open(EMBEDDED_CSV, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f))
+    return np.array([float(r[1]) for r in rows[1:] if r], dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def tutorial_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tutorial"
+    t0 = time.perf_counter()
+    rc = _train(out)
+    assert rc == 0
+    return out, time.perf_counter() - t0
+
+
+def _read_csv(text):
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+# --------------------------------------------------------------------------- train, end to end
+
+def test_train_writes_the_files_and_honest_metrics(tutorial_run, capsys):
+    out, _ = tutorial_run
+    for name in cli.OUTPUT_FILES:
+        assert (out / name).stat().st_size > 0, name
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "no temporary files left"
+    m = json.loads((out / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(m)
+    assert m["n_windows"] == {"train": 187, "test": 46}
+    assert m["windows"]["time_steps"] == 12 and m["windows"]["stride"] == 12 and m["windows"]["scale_on"] == "train"
+    assert len(m["loss"]) == 2 and m["count_params"] == 19
+    assert m["data"]["n_values"] == 2820 and m["data"]["source"] == D.EMBEDDED_SOURCE
+
+    # The persistence baseline recomputed from the raw file: targets at 12, 24, ... in each part,
+    # forecast = the value just before; the scaler is the training part's min/max.
+    v = _raw_series()
+    split = int(len(v) * 0.8)
+    lo, hi = v[:split].min(), v[:split].max()
+    for part, offset, n in (("train", 0, 187), ("test", split, 46)):
+        t = offset + 12 * np.arange(1, n + 1)
+        expected = float(np.sqrt(np.mean((v[t] - v[t - 1]) ** 2)))
+        got = m["rmse"][part]["persistence"]
+        assert_close(got["original"], expected, atol=FLOAT64_ATOL, name=f"{part} persistence, sunspots")
+        assert_close(got["scaled"], expected / (hi - lo), atol=FLOAT64_ATOL, name=f"{part} persistence, scaled")
+        model = m["rmse"][part]["model"]
+        assert 0 < model["scaled"] < 0.5
+        # MinMax scaling is linear: RMSE in sunspots = RMSE scaled * (max - min).
+        assert_close(model["original"], model["scaled"] * (hi - lo), atol=1e-9, name=f"{part} model units")
+
+
+def test_train_prints_the_table_and_where_files_went(tmp_path, capsys):
+    assert main(["train", "--epochs", "1", "--out", str(tmp_path / "r"), "--time-steps", "24"]) == 0
+    out, err = capsys.readouterr()
+    assert "data: embedded:" in out and "windows: 93 train / 23 test of 24 steps" in out
+    assert "persistence" in out and "model" in out and "Sunspots" in out
+    assert f"wrote {tmp_path / 'r'}" in out
+    assert "Epoch 1/1" in err, "progress bar on stderr unless --quiet"
+
+
+def test_same_seed_same_run_other_seed_other_run(tmp_path):
+    runs = {}
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        assert main(["train", "--epochs", "1", "--seed", seed, "--out", str(tmp_path / name), "--quiet"]) == 0
+        m = json.loads((tmp_path / name / "metrics.json").read_text())
+        ck = torch.load(tmp_path / name / "model.pt", weights_only=True)
+        runs[name] = (m["rmse"], m["loss"], ck["model_state"])
+    (ra, la, wa), (rb, lb, wb), (rc, lc, wc) = runs["a"], runs["b"], runs["c"]
+    assert ra == rb and la == lb
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    assert ra != rc and la != lc
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_scale_on_all_is_the_tutorial_scaler(tmp_path):
+    assert main(["train", "--epochs", "1", "--scale-on", "all", "--out", str(tmp_path), "--quiet"]) == 0
+    ck = torch.load(tmp_path / "model.pt", weights_only=True)
+    v = _raw_series()
+    assert ck["scaler"]["data_max"] == v.max() == 253.8  # the maximum lies in the test part
+    assert ck["scaler"]["data_min"] == v.min()
+
+
+def test_stacked_layers_and_options_reach_the_model(tmp_path):
+    argv = ["train", "--epochs", "1", "--hidden-units", "4", "2", "--activation", "relu", "linear",
+            "--batch-size", "16", "--lr", "0.01", "--stride", "6", "--split", "0.7", "--time-steps", "10",
+            "--out", str(tmp_path), "--quiet"]
+    assert main(argv) == 0
+    ck = torch.load(tmp_path / "model.pt", weights_only=True)
+    cfg = ck["model_config"]
+    assert tuple(cfg["hidden_units"]) == (4, 2) and tuple(cfg["activation"][0]) == ("relu", "relu")
+    assert cfg["activation"][1] == "linear" and tuple(cfg["input_shape"]) == (10, 1)
+    assert ck["training"]["batch_size"] == 16 and ck["training"]["lr"] == 0.01
+    assert ck["windows"]["stride"] == 6 and ck["windows"]["split"] == 0.7
+    n_train = int(2820 * 0.7)
+    assert ck["windows"]["n_train"] == len(range(10, n_train, 6))
+
+
+# --------------------------------------------------------------------------- checkpoint and predict
+
+def test_checkpoint_round_trip_gives_identical_predictions(tutorial_run):
+    out, _ = tutorial_run
+    ck = torch.load(out / "model.pt", weights_only=True)  # plain containers and tensors only
+    assert ck["format"] == E.CHECKPOINT_FORMAT and ck["version"] == 1
+    assert set(ck["scaler"]) == {"data_min", "data_max", "feature_range"}
+    assert ck["data"]["sha256"] == D.read_series().sha256
+    assert ck["windows"] == {"time_steps": 12, "stride": 12, "split": 0.8, "scale_on": "train",
+                             "n_train_values": 2256, "n_train": 187, "n_test": 46}
+    model, _ = E.load_checkpoint(out / "model.pt")
+    prep = E.prepare_from_checkpoint(ck, None)
+    # Fresh windows from a fresh scaler agree with the checkpoint's scaler bit for bit.
+    fresh = E.prepare(None, time_steps=12, split=0.8, scale_on="train")
+    assert_close(prep.X_test, fresh.X_test, atol=0.0, name="windows from the saved scaler")
+    p1 = model.predict(prep.X_test)
+    p2, _ = E.load_checkpoint(out / "model.pt")
+    assert_close(p2.predict(prep.X_test), p1, atol=0.0, name="two loads, same predictions")
+    # And the test RMSE recorded at training time is reproduced from the checkpoint alone.
+    recorded = json.loads((out / "metrics.json").read_text())["rmse"]["test"]["model"]["scaled"]
+    assert_close(float(np.sqrt(np.mean((p1.astype(np.float64) - prep.y_test) ** 2))), recorded,
+                 atol=1e-12, name="test RMSE from the checkpoint")
+
+
+def test_predict_writes_csv_matching_the_model(tutorial_run, tmp_path, capsys):
+    out, _ = tutorial_run
+    csv_path = tmp_path / "pred.csv"
+    assert main(["predict", "--checkpoint", str(out / "model.pt"), "--out", str(csv_path)]) == 0
+    rows = _read_csv(csv_path.read_text())
+    assert list(rows[0]) == ["part", "window", "target_index", "actual", "predicted", "actual_scaled",
+                             "predicted_scaled"]
+    train = [r for r in rows if r["part"] == "train"]
+    test = [r for r in rows if r["part"] == "test"]
+    assert len(train) == 187 and len(test) == 46
+    v = _raw_series()
+    assert [int(r["target_index"]) for r in test[:2]] == [2268, 2280]
+    for r in train[:3] + test[-3:]:
+        assert float(r["actual"]) == v[int(r["target_index"])]
+    model, ck = E.load_checkpoint(out / "model.pt")
+    prep = E.prepare_from_checkpoint(ck, None)
+    assert_close(np.array([float(r["predicted_scaled"]) for r in test]), model.predict(prep.X_test)[:, 0],
+                 atol=0.0, name="CSV predictions")
+    lo, hi = ck["scaler"]["data_min"], ck["scaler"]["data_max"]
+    assert_close(np.array([float(r["predicted"]) for r in test]),
+                 np.array([float(r["predicted_scaled"]) for r in test]) * (hi - lo) + lo,
+                 atol=1e-9, name="predictions in sunspots")
+    err = capsys.readouterr().err
+    assert "test: 46 windows" in err and str(csv_path) in err
+
+
+def test_predict_whole_series_to_stdout(tutorial_run, capsys):
+    out, _ = tutorial_run
+    assert main(["predict", "--checkpoint", str(out / "model.pt"), "--whole", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    rows = _read_csv(captured.out)
+    assert captured.err == ""
+    assert len(rows) == len(range(12, 2820, 12)) == 234 and {r["part"] for r in rows} == {"all"}
+    assert int(rows[187]["target_index"]) == 2256  # the window that straddles the split
+
+
+def test_predict_on_other_data_notes_it(tutorial_run, tmp_path, capsys):
+    out, _ = tutorial_run
+    other = tmp_path / "other.csv"
+    vals = _raw_series()[:600] * 0.5
+    other.write_text("Month,Sunspots\n" + "".join(f"m{i},{x}\n" for i, x in enumerate(vals)))
+    assert main(["predict", "--checkpoint", str(out / "model.pt"), "--data", str(other), "--out",
+                 str(tmp_path / "p.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "is not the data the model was trained on" in err
+    rows = _read_csv((tmp_path / "p.csv").read_text())
+    assert len(rows) == len(range(12, 480, 12)) + len(range(12, 120, 12))
+
+
+# --------------------------------------------------------------------------- errors, exit codes
+
+def _one_line_error(capsys, rc, *needles):
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines[-1].startswith("torchrnn"), err
+    for n in needles:
+        assert n in lines[-1], err
+    return lines
+
+
+def test_missing_and_corrupt_checkpoints(tutorial_run, tmp_path, capsys):
+    out, _ = tutorial_run
+    assert len(_one_line_error(capsys, main(["predict", "--checkpoint", str(tmp_path / "nope.pt")]),
+                               "no such file")) == 1
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    _one_line_error(capsys, main(["predict", "--checkpoint", str(bad)]), "not a PyTorch checkpoint")
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes((out / "model.pt").read_bytes()[:2000])
+    _one_line_error(capsys, main(["predict", "--checkpoint", str(trunc)]), "trunc.pt")
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    _one_line_error(capsys, main(["predict", "--checkpoint", str(other)]), "not a torchrnn checkpoint")
+    ck = torch.load(out / "model.pt", weights_only=True)
+    ck["model_config"]["hidden_units"] = (5,)
+    wrong = tmp_path / "wrong.pt"
+    torch.save(ck, wrong)
+    _one_line_error(capsys, main(["predict", "--checkpoint", str(wrong)]), "inconsistent")
+
+
+def test_bad_data_and_flags(tmp_path, capsys):
+    data = tmp_path / "d.csv"
+    data.write_text('"Month","Sunspots"\n"1749-01",58.0\n"1749-02",?\n')
+    _one_line_error(capsys, main(["train", "--data", str(data), "--out", str(tmp_path / "o")]), "row 2", "'?'")
+    assert not (tmp_path / "o").exists(), "nothing written on a data error"
+    t0 = time.perf_counter()
+    _one_line_error(capsys, main(["train", "--data", "http://127.0.0.1:9/x.csv", "--quiet"]), "cannot read")
+    assert time.perf_counter() - t0 < 10
+    short = tmp_path / "short.csv"
+    short.write_text("Month,Sunspots\n" + "".join(f"m{i},{i}\n" for i in range(30)))
+    _one_line_error(capsys, main(["train", "--data", str(short), "--quiet", "--out", str(tmp_path / "s")]),
+                    "test part", "no window")
+    _one_line_error(capsys, main(["train", "--device", "cuda:0" if not torch.cuda.is_available() else "nonsense",
+                                  "--quiet"]), "--device")
+    _one_line_error(capsys, main(["train", "--activation", "nope", "tanh", "--epochs", "1", "--quiet",
+                                  "--out", str(tmp_path / "a")]), "nope")
+    for argv in (["train", "--epochs", "0"], ["train", "--lr", "-1"], ["train", "--split", "1.5"],
+                 ["train", "--scale-on", "test"], ["train", "--hidden-units"], ["predict"], ["frobnicate"], []):
+        rc = main(argv)
+        err = capsys.readouterr().err
+        assert rc == 2 and "error" in err and "Traceback" not in err, argv
+
+
+def test_never_overwrites_a_run(tutorial_run, capsys):
+    out, _ = tutorial_run
+    before = {n: (out / n).read_bytes() for n in cli.OUTPUT_FILES}
+    _one_line_error(capsys, _train(out), "refusing to overwrite")
+    assert {n: (out / n).read_bytes() for n in cli.OUTPUT_FILES} == before
+
+
+def test_default_out_is_a_new_folder_under_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli.time, "strftime", lambda fmt: "20240101-000000")
+    for _ in range(2):
+        assert main(["train", "--epochs", "1", "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["20240101-000000", "20240101-000000-1"]
+
+
+def test_interrupt_during_training_exits_130_without_files(tmp_path, capsys, monkeypatch):
+    import torchrnn.train as T
+
+    calls = {"n": 0}
+    real_step = T.KerasAdam.step
+
+    def step(self, closure=None):
+        calls["n"] += 1
+        if calls["n"] == 100:
+            raise KeyboardInterrupt
+        return real_step(self, closure)
+
+    monkeypatch.setattr(T.KerasAdam, "step", step)
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "2", "--out", str(out), "--quiet"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_interrupt_while_saving_leaves_no_half_checkpoint(tmp_path, capsys, monkeypatch):
+    def torn_save(obj, f, *a, **k):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(E.torch, "save", torn_save)
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(out), "--quiet"]) == 130
+    assert not out.exists() or list(out.iterdir()) == [], "neither model.pt nor a temporary file remains"
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+
+    def fail(f):
+        f.write("new, but not finished")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        E.atomic_write(target, fail, mode="w")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+    E.atomic_write(target, lambda f: f.write("new"), mode="w")
+    assert target.read_text() == "new"
+
+
+# --------------------------------------------------------------------------- help
+
+def test_every_flag_has_help(capsys):
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            assert action.help and action.help.strip(), f"{name} {action.option_strings}"
+    assert main(["--help"]) == 0
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "reproduces the tutorial exactly" in text and "--scale-on" in text
+
+
+def test_tutorial_defaults():
+    args = cli.build_parser().parse_args(["train"])
+    assert (args.time_steps, args.hidden_units, args.activation, args.epochs, args.batch_size, args.lr,
+            args.split, args.stride, args.scale_on, args.seed, args.device) == \
+        (12, [3], ["tanh", "tanh"], 20, 1, 1e-3, 0.8, None, "train", 0, "cpu")

@@ -1,0 +1,361 @@
+"""``torchrnn train`` and ``torchrnn predict``: the tutorial's sunspots run from the command line.
+
+    torchrnn train                          # the tutorial: 12 steps, SimpleRNN(3) tanh, Dense(1) tanh,
+                                            # 20 epochs, batch size 1, 80/20 split, embedded data
+    torchrnn train --scale-on all --out runs/tutorial     # the tutorial's scaling, look-ahead included
+    torchrnn predict --checkpoint runs/tutorial/model.pt --out predictions.csv
+
+``train`` writes into ``--out`` (default: a new ``runs/<timestamp>`` folder; existing files are
+never overwritten): ``model.pt`` (weights, model config, scaler, windowing, data provenance;
+written atomically), ``metrics.json``, ``plot.png`` (the tutorial's figure) and ``loss.png``;
+it prints the RMSE table with the persistence baseline. ``predict`` rebuilds the model from the
+checkpoint alone and writes one CSV row per window.
+
+Exit codes: 0 done, 2 bad input (flags, data, checkpoint; one line on stderr), 130 interrupted
+(Ctrl-C; no checkpoint is left half-written). ``main(argv)`` returns the code instead of
+exiting, so tests call it in-process.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+OUTPUT_FILES = ("model.pt", "metrics.json", "plot.png", "loss.png")
+DEFAULT_SEED = 0
+RUNS_DIR = "runs"
+
+
+class UsageError(ValueError):
+    """A flag value that argparse's types cannot judge alone (device, output folder)."""
+
+
+# --------------------------------------------------------------------------- argument types
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return v
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}")
+    return v
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="torchrnn",
+        description="The Keras SimpleRNN sunspots tutorial in PyTorch: train the forecaster, "
+                    "or predict with a saved checkpoint.",
+        epilog="Exit codes: 0 success, 2 bad input, 130 interrupted.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    t = sub.add_parser(
+        "train", help="train the tutorial's forecaster and write checkpoint, metrics and plots",
+        description="Train create_rnn(hidden_units, 1, (time_steps, 1), activation) on windows of a "
+                    "series, like the tutorial's compile(loss='mean_squared_error', optimizer='adam') + "
+                    "fit(epochs=20, batch_size=1). Defaults reproduce the tutorial, except that the "
+                    "scaler is fitted on the training part only (see --scale-on).")
+    t.add_argument("--data", metavar="PATH_OR_URL", default=None,
+                   help="CSV file or http(s) URL with a header line, values in the second column "
+                        "(the tutorial's Month,Sunspots format); default: the embedded monthly "
+                        "sunspots series (2820 values, 1749-01 to 1983-12)")
+    t.add_argument("--time-steps", type=_positive_int, default=12, metavar="L",
+                   help="inputs per window; the target is the next value (default: 12)")
+    t.add_argument("--hidden-units", type=_positive_int, nargs="+", default=[3], metavar="H",
+                   help="units of the SimpleRNN layer; several numbers stack several layers, "
+                        "e.g. --hidden-units 8 4 (default: 3)")
+    t.add_argument("--activation", nargs=2, default=["tanh", "tanh"], metavar=("RNN", "DENSE"),
+                   help="Keras activation names for the SimpleRNN layer(s) and the Dense output "
+                        "(default: tanh tanh)")
+    t.add_argument("--epochs", type=_positive_int, default=20, help="training epochs (default: 20)")
+    t.add_argument("--batch-size", type=_positive_int, default=1,
+                   help="windows per optimizer step (default: 1, as in the tutorial)")
+    t.add_argument("--lr", type=_positive_float, default=1e-3,
+                   help="Adam learning rate; Adam follows Keras's update rule (default: 0.001)")
+    t.add_argument("--split", type=_fraction, default=0.8,
+                   help="fraction of the series, in time order, used for training (default: 0.8)")
+    t.add_argument("--stride", type=_positive_int, default=None,
+                   help="distance between window starts; default: --time-steps (non-overlapping "
+                        "windows, the tutorial's get_XY); 1 gives sliding windows")
+    t.add_argument("--scale-on", choices=("train", "all"), default="train",
+                   help="fit the MinMaxScaler on the training part only (default, no look-ahead) or "
+                        "on the whole series: 'all' reproduces the tutorial exactly, including its "
+                        "look-ahead (the series' maximum lies in the test part)")
+    t.add_argument("--seed", type=_int, default=DEFAULT_SEED,
+                   help=f"seed for the initial weights and the per-epoch shuffle; the same seed "
+                        f"repeats a run exactly (default: {DEFAULT_SEED})")
+    t.add_argument("--out", metavar="DIR", default=None,
+                   help=f"output folder (created if missing; existing result files are never "
+                        f"overwritten); default: a new {RUNS_DIR}/<YYYYmmdd-HHMMSS> folder")
+    t.add_argument("--device", default="cpu",
+                   help="torch device to train on, e.g. cpu or cuda (default: cpu)")
+    t.add_argument("--quiet", action="store_true",
+                   help="no progress bars and no preamble; the result table is still printed")
+    t.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser(
+        "predict", help="predict with a checkpoint written by 'torchrnn train' and write a CSV",
+        description="Rebuild the model from a checkpoint (config, weights, scaler and windowing are "
+                    "in it), cut the series into the same windows and write one CSV row per window: "
+                    "part, window, target_index, actual, predicted (original units), actual_scaled, "
+                    "predicted_scaled.")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="model.pt written by 'torchrnn train'")
+    p.add_argument("--data", metavar="PATH_OR_URL", default=None,
+                   help="series to predict, same format as for train; default: the data the "
+                        "checkpoint was trained on (as recorded in it)")
+    p.add_argument("--out", metavar="FILE.csv", default=None,
+                   help="CSV file to write (replaced atomically if it exists); default: standard output")
+    p.add_argument("--whole", action="store_true",
+                   help="cut windows from the whole series (part 'all') instead of the checkpoint's "
+                        "train/test split")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--quiet", action="store_true", help="no summary on standard error")
+    p.set_defaults(handler=cmd_predict)
+    return parser
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _device(name: str):
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {name!r} is not a torch device name (use cpu or cuda)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available here (torch {torch.__version__}, "
+                         f"{'no GPU found' if torch.version.cuda else 'a build without CUDA'}); use --device cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name}: MPS is not available here; use --device cpu")
+    return dev
+
+
+def _out_dir(out: str | None) -> tuple[Path, bool]:
+    """The folder to write into, and whether it is a fresh default name (made unique at creation)."""
+    if out is None:
+        return Path(RUNS_DIR) / time.strftime("%Y%m%d-%H%M%S"), True
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    taken = [f for f in OUTPUT_FILES if (path / f).exists()]
+    if taken:
+        raise UsageError(f"--out {out}: already holds {', '.join(taken)}; refusing to overwrite "
+                         f"(choose another folder)")
+    return path, False
+
+
+def _create_out_dir(path: Path, fresh: bool) -> tuple[Path, bool]:
+    """Create the folder; returns it and whether this call created it."""
+    if not fresh:
+        existed = path.is_dir()
+        path.mkdir(parents=True, exist_ok=True)
+        taken = [f for f in OUTPUT_FILES if (path / f).exists()]
+        if taken:  # someone wrote there while we trained
+            raise UsageError(f"--out {path}: now holds {', '.join(taken)}; refusing to overwrite")
+        return path, not existed
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1000):
+        candidate = path if n == 0 else path.with_name(f"{path.name}-{n}")
+        try:
+            candidate.mkdir()
+            return candidate, True
+        except FileExistsError:
+            continue
+    raise UsageError(f"cannot find a free folder name next to {path}")
+
+
+def _fmt(x: float, width: int) -> str:
+    return f"{x:>{width}.4f}" if abs(x) < 10 else f"{x:>{width}.2f}"
+
+
+def format_rmse_table(metrics: dict) -> str:
+    """The RMSE table: model and persistence rows; train and test, scaled and original columns."""
+    unit = str(metrics["units"]["original"]) or "original"
+    unit = unit[:10]
+    rmse = metrics["rmse"]
+    w = max(10, len(unit) + 2)
+    lines = [
+        f"RMSE ({metrics['n_windows']['train']} train / {metrics['n_windows']['test']} test windows)",
+        f"{'':<13}{'train':>{2 * w}}{'test':>{2 * w}}",
+        f"{'':<13}{'scaled':>{w}}{unit:>{w}}{'scaled':>{w}}{unit:>{w}}",
+    ]
+    for row in ("model", "persistence"):
+        cells = "".join(_fmt(rmse[part][row][k], w) for part in ("train", "test") for k in ("scaled", "original"))
+        lines.append(f"{row:<13}{cells}")
+    return "\n".join(lines)
+
+
+def _describe_source(prov: dict) -> str:
+    return f"{prov['source']} ({prov['n_values']} values, sha256 {prov['sha256'][:12]}...)"
+
+
+# --------------------------------------------------------------------------- train
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import experiment as E
+    from . import plot as P
+
+    device = _device(args.device)
+    out, fresh = _out_dir(args.out)
+    prep = E.prepare(args.data, time_steps=args.time_steps, stride=args.stride, split=args.split,
+                     scale_on=args.scale_on)
+    units = args.hidden_units
+    layers = " -> ".join(f"SimpleRNN({u}, {args.activation[0]})" for u in units)
+    if not args.quiet:
+        print(f"data: {_describe_source(prep.series.provenance())}")
+        print(f"windows: {prep.n_train} train / {prep.n_test} test of {prep.time_steps} steps "
+              f"(stride {prep.stride}, split {prep.split:g}, scaler fitted on "
+              f"{'the training part' if prep.scale_on == 'train' else 'the whole series'})")
+        print(f"model: {layers} -> Dense(1, {args.activation[1]}); {args.epochs} epochs, batch size "
+              f"{args.batch_size}, Keras Adam lr {args.lr:g}, seed {args.seed}, {device}")
+        sys.stdout.flush()
+    run = E.train_run(prep, hidden_units=units, activation=tuple(args.activation), epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=device,
+                      progress=not args.quiet)
+
+    out, created = _create_out_dir(out, fresh)
+    try:
+        E.save_checkpoint(out / "model.pt", run.checkpoint())
+        text = json.dumps(run.metrics, indent=2) + "\n"
+        E.atomic_write(out / "metrics.json", lambda f: f.write(text), mode="w")
+        fig = P.forecast_figure(prep.y_train, prep.y_test, run.predictions["train"], run.predictions["test"],
+                                ylabel=f"{prep.series.column or 'Value'} (scaled)")
+        E.atomic_write(out / "plot.png", lambda f: P.save_png(fig, f))
+        lfig = P.loss_figure(run.history.loss)
+        E.atomic_write(out / "loss.png", lambda f: P.save_png(lfig, f))
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+    print(f"trained in {run.fit_seconds:.1f} s; final loss {run.history.loss[-1]:.6g}")
+    print(format_rmse_table(run.metrics))
+    print(f"wrote {out}{os.sep}: {', '.join(OUTPUT_FILES)}")
+    return 0
+
+
+# --------------------------------------------------------------------------- predict
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from . import data as D
+    from . import experiment as E
+    from .metrics import rmse
+    from .train import predict
+
+    device = _device(args.device)
+    model, ckpt = E.load_checkpoint(args.checkpoint, map_location=device)
+    recorded = ckpt["data"]
+    if args.data is not None:
+        source = args.data
+    elif recorded.get("source") == D.EMBEDDED_SOURCE:
+        source = None
+    else:
+        source = recorded.get("source")
+    series = D.read_series(source)
+    notes = []
+    if series.sha256 != recorded.get("sha256"):
+        notes.append(f"note: {series.source} is not the data the model was trained on "
+                     f"(sha256 {series.sha256[:12]}... vs {str(recorded.get('sha256'))[:12]}...)")
+
+    w = ckpt["windows"]
+    scaler = D.scaler_from_dict(ckpt["scaler"])
+    parts: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []  # part, X, y, target index
+    if args.whole:
+        L, stride = int(w["time_steps"]), int(w["stride"])
+        X, y = D.make_windows(D.scale(scaler, series.values), L, stride)
+        parts.append(("all", X, y, np.arange(X.shape[0]) * stride + L))
+    else:
+        prep = E.prepare_from_checkpoint(ckpt, series)
+        for part in ("train", "test"):
+            parts.append((part, getattr(prep, f"X_{part}"), getattr(prep, f"y_{part}"), prep.target_index(part)))
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["part", "window", "target_index", "actual", "predicted", "actual_scaled", "predicted_scaled"])
+    summary = []
+    for part, X, y, idx in parts:
+        pred = predict(model, X).astype(np.float64)
+        y_orig, p_orig = D.unscale(scaler, y), D.unscale(scaler, pred)
+        for i in range(X.shape[0]):
+            writer.writerow([part, i, int(idx[i]), float(y_orig[i, 0]), float(p_orig[i, 0]),
+                             float(y[i, 0]), float(pred[i, 0])])
+        summary.append(f"{part}: {X.shape[0]} windows, RMSE {rmse(y, pred):.4f} scaled, "
+                       f"{rmse(y_orig, p_orig):.2f} {series.column or 'original units'}")
+    text = buf.getvalue()
+    if args.out is None or args.out == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        where = "standard output"
+    else:
+        E.atomic_write(args.out, lambda f: f.write(text), mode="w")
+        where = args.out
+    if not args.quiet:
+        for line in notes + summary + [f"wrote {where}"]:
+            print(line, file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed usage and the error (or the help)
+        return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("torchrnn: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as exc:  # DataError, CheckpointError, UsageError are ValueErrors
+        print(f"torchrnn {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

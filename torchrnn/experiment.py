@@ -1,0 +1,281 @@
+"""The tutorial's sunspots experiment as library calls: data -> windows -> model -> fit -> report.
+
+The CLI (``torchrnn train`` / ``torchrnn predict``) is a thin shell around this module, and the
+benchmarks call it too, so the numbers in the README, in ``metrics.json`` and in a benchmark
+come from the same code::
+
+    prep = prepare(series=None, time_steps=12, split=0.8, scale_on="train")   # embedded data
+    run = train_run(prep, hidden_units=3, epochs=20, batch_size=1, seed=0)
+    run.metrics["rmse"]["test"]["model"]          # {'scaled': ..., 'original': ...}
+    save_checkpoint("model.pt", run.checkpoint())
+    model, ckpt = load_checkpoint("model.pt")
+
+Windows follow the tutorial: the series is split in time order, each part is cut into windows
+on its own (so no window straddles the split), scaled by a ``MinMaxScaler`` fitted on the
+training part (``scale_on='train'``, the default: no look-ahead) or on the whole series
+(``scale_on='all'``, the tutorial exactly). RMSE is reported in scaled units and in the data's
+original units (sunspot numbers for the embedded series), beside the persistence baseline
+(each window's last value as its forecast).
+
+The model is seeded with ``seed`` (Keras initialisers drawn from a generator seeded with it)
+and :func:`torchrnn.train.fit` draws its shuffle orders from another generator seeded with the
+same number, so one integer repeats a run exactly.
+
+Nothing here prints.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from . import __version__
+from . import data as D
+from .metrics import rmse_table
+from .model import RNNModel, create_rnn, create_rnn_from_config
+from .train import History, fit, predict
+
+__all__ = ["Prepared", "Run", "CheckpointError", "prepare", "train_run", "report",
+           "save_checkpoint", "load_checkpoint", "prepare_from_checkpoint", "atomic_write",
+           "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "torchrnn-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, or not one that ``torchrnn train`` wrote."""
+
+
+# --------------------------------------------------------------------------- data
+
+@dataclass
+class Prepared:
+    """A series split, scaled and cut into windows; ``X_*`` (N, L, 1), ``y_*`` (N, 1), scaled."""
+
+    series: D.Series
+    scaler: Any
+    time_steps: int
+    stride: int
+    split: float
+    scale_on: str
+    n_train_values: int
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def n_train(self) -> int:
+        return int(self.X_train.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        return int(self.X_test.shape[0])
+
+    def target_index(self, part: str) -> np.ndarray:
+        """Position in the series of each window's target (0-based), for ``part`` 'train' or 'test'."""
+        n = self.n_train if part == "train" else self.n_test
+        offset = 0 if part == "train" else self.n_train_values
+        return offset + np.arange(n) * self.stride + self.time_steps
+
+    def to_original(self, a: np.ndarray) -> np.ndarray:
+        return D.unscale(self.scaler, a)
+
+    def windows(self) -> dict:
+        return {"time_steps": self.time_steps, "stride": self.stride, "split": self.split,
+                "scale_on": self.scale_on, "n_train_values": self.n_train_values,
+                "n_train": self.n_train, "n_test": self.n_test}
+
+
+def _as_series(series: D.Series | str | os.PathLike | None) -> D.Series:
+    if isinstance(series, D.Series):
+        return series
+    return D.read_series(series)
+
+
+def prepare(series: D.Series | str | os.PathLike | None = None, *, time_steps: int = 12,
+            stride: int | None = None, split: float = 0.8, scale_on: str = "train",
+            scaler: Any = None) -> Prepared:
+    """Load (``None`` = embedded data, a path or a URL, or a loaded :class:`torchrnn.data.Series`),
+    split, scale and window the series. ``scaler``: a fitted scaler to re-apply instead of
+    fitting one (what ``predict`` does with a checkpoint's scaler)."""
+    s = _as_series(series)
+    train, test = D.train_test_split(s.values, split)
+    if scaler is None:
+        scaler = D.fit_scaler(train, s.values, scale_on=scale_on)
+    stride = time_steps if stride is None else stride
+    parts = {}
+    for name, part in (("train", train), ("test", test)):
+        try:
+            parts[name] = D.make_windows(D.scale(scaler, part), time_steps, stride)
+        except ValueError as exc:
+            raise ValueError(f"the {name} part ({part.size} of {s.values.size} values at split {split:g}): "
+                             f"{exc}") from None
+    return Prepared(series=s, scaler=scaler, time_steps=int(time_steps), stride=int(stride),
+                    split=float(split), scale_on=scale_on, n_train_values=int(train.size),
+                    X_train=parts["train"][0], y_train=parts["train"][1],
+                    X_test=parts["test"][0], y_test=parts["test"][1])
+
+
+# --------------------------------------------------------------------------- run
+
+@dataclass
+class Run:
+    """A trained model with everything needed to report on it and to rebuild it."""
+
+    model: RNNModel
+    prepared: Prepared
+    history: History
+    settings: dict
+    predictions: dict[str, np.ndarray]
+    metrics: dict
+    fit_seconds: float
+
+    def checkpoint(self) -> dict:
+        """The checkpoint as plain containers and tensors (loadable with ``weights_only=True``)."""
+        p = self.prepared
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "torchrnn_version": __version__,
+            "model_config": dataclasses.asdict(self.model.config),
+            "model_state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "scaler": D.scaler_to_dict(p.scaler),
+            "windows": p.windows(),
+            "data": p.series.provenance(),
+            "training": {**self.settings, "loss": list(self.history.loss),
+                         "fit_seconds": self.fit_seconds},
+            "metrics": {"rmse": self.metrics["rmse"]},
+        }
+
+
+def report(model: RNNModel, prep: Prepared) -> tuple[dict[str, np.ndarray], dict]:
+    """Predictions for both parts and the RMSE table (model and persistence, scaled and original)."""
+    preds, rmse = {}, {}
+    for part in ("train", "test"):
+        X, y = getattr(prep, f"X_{part}"), getattr(prep, f"y_{part}")
+        preds[part] = predict(model, X).astype(np.float64)
+        rmse[part] = rmse_table(y, {"model": preds[part], "persistence": D.persistence_forecast(X)},
+                                to_original=prep.to_original)
+    metrics = {
+        "rmse": rmse,
+        "units": {"scaled": f"MinMaxScaler to [0, 1] fitted on {'the training part' if prep.scale_on == 'train' else 'the whole series'}",
+                  "original": prep.series.column},
+        "n_windows": {"train": prep.n_train, "test": prep.n_test},
+    }
+    return preds, metrics
+
+
+def train_run(prep: Prepared, *, hidden_units: int | Sequence[int] = 3,
+              activation: Sequence[str] = ("tanh", "tanh"), epochs: int = 20, batch_size: int = 1,
+              lr: float = 1e-3, seed: int | None = 0, device: str | torch.device = "cpu",
+              progress: bool = False, callback: Callable[[int, dict], Any] | None = None) -> Run:
+    """Build ``create_rnn(hidden_units, 1, (time_steps, 1), activation, seed=seed)``, fit it on the
+    training windows like the tutorial, and report on both parts."""
+    device = torch.device(device)
+    units = list(hidden_units) if isinstance(hidden_units, (list, tuple)) else [hidden_units]
+    model = create_rnn(units if len(units) > 1 else units[0], 1, (prep.time_steps, 1),
+                       tuple(activation), seed=seed).to(device)
+    t0 = time.perf_counter()
+    history = fit(model, prep.X_train, prep.y_train, epochs=epochs, batch_size=batch_size, lr=lr,
+                  seed=seed, progress=progress, callback=callback)
+    fit_seconds = time.perf_counter() - t0
+    preds, metrics = report(model, prep)
+    settings = {"epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr),
+                "seed": None if seed is None else int(seed), "device": str(device),
+                "epochs_run": history.epochs}
+    metrics.update({"loss": list(history.loss), "fit_seconds": fit_seconds, "training": settings,
+                    "windows": prep.windows(), "model_config": dataclasses.asdict(model.config),
+                    "count_params": model.count_params(), "data": prep.series.provenance()})
+    return Run(model=model, prepared=prep, history=history, settings=settings, predictions=preds,
+               metrics=metrics, fit_seconds=fit_seconds)
+
+
+# --------------------------------------------------------------------------- files
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
+    """Write ``path`` through ``write(file)`` into a temporary file in the same directory, then
+    ``os.replace`` it into place: a reader (or an interrupted run) sees the old file or the
+    complete new one, never half of one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: dict) -> Path:
+    """``torch.save`` the checkpoint atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda f: torch.save(checkpoint, f))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[RNNModel, dict]:
+    """Rebuild the model a checkpoint describes and load its weights (``weights_only=True``).
+
+    Raises :class:`CheckpointError` (a ``ValueError``) with the path and the reason when the
+    file is missing, unreadable, not a torchrnn checkpoint, or inconsistent with its config.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    if not zipfile.is_zipfile(path):
+        # torch.save writes a zip archive; anything else (a truncated copy, a text file) would
+        # otherwise surface as torch's long advice about weights_only.
+        raise CheckpointError(f"checkpoint {path}: not a PyTorch checkpoint (not a zip archive; "
+                              f"truncated or another kind of file)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"checkpoint {path}: holds objects that weights_only=True refuses to "
+                              f"load; only checkpoints written by 'torchrnn train' are read") from None
+    except Exception as exc:  # torch raises many kinds here (zip, EOF, Runtime) for a damaged file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {first})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path}: not a torchrnn checkpoint (no format={CHECKPOINT_FORMAT!r})")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint {path}: version {ckpt.get('version')!r}, this torchrnn reads "
+                              f"version {CHECKPOINT_VERSION}")
+    missing = [k for k in ("model_config", "model_state", "scaler", "windows", "data") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"checkpoint {path}: missing {', '.join(missing)}")
+    try:
+        model = create_rnn_from_config(ckpt["model_config"])
+        model.load_state_dict(ckpt["model_state"], strict=True)
+        D.scaler_from_dict(ckpt["scaler"])
+        w = ckpt["windows"]
+        int(w["time_steps"]), int(w["stride"]), float(w["split"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path}: inconsistent content ({first})") from None
+    model.to(map_location)
+    model.eval()
+    return model, ckpt
+
+
+def prepare_from_checkpoint(ckpt: dict, series: D.Series | str | os.PathLike | None) -> Prepared:
+    """The checkpoint's windowing and scaler applied to ``series`` (the same split fraction)."""
+    w = ckpt["windows"]
+    return prepare(series, time_steps=int(w["time_steps"]), stride=int(w["stride"]),
+                   split=float(w["split"]), scale_on=str(w["scale_on"]),
+                   scaler=D.scaler_from_dict(ckpt["scaler"]))
