@@ -37,6 +37,7 @@ Library code does not print: the progress bar (tqdm, on stderr) appears only wit
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -94,6 +95,7 @@ class KerasAdam(torch.optim.Optimizer):
         if isinstance(eps, bool) or not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
             raise ValueError(f"eps must be a non-negative finite number, got {eps!r}")
         self._plans: dict[int, list[_Bucket]] = {}
+        self._consts: dict[tuple, tuple] = {}
         super().__init__(params, dict(lr=float(lr), betas=(float(betas[0]), float(betas[1])),
                                       eps=float(eps), step=0))
 
@@ -106,22 +108,32 @@ class KerasAdam(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         self._plans = {}
 
-    @staticmethod
-    def _scalars(group: dict, dtype: torch.dtype) -> tuple[float, float, float, float]:
+    def _scalars(self, group: dict, dtype: torch.dtype) -> tuple[float, float, float, float]:
         """(1 - beta1, 1 - beta2, alpha, eps) rounded as Keras rounds them for ``dtype``."""
         lr, (b1, b2), eps, t = group["lr"], group["betas"], group["eps"], group["step"]
-        # Keras: `1 - self.beta_1` is a Python float, rounded to the variable dtype only when
-        # it multiplies a tensor (torch rounds a Python scalar the same way).
-        c1, c2 = 1.0 - b1, 1.0 - b2
-        # Keras: lr (a float32 variable) and the betas become float32 tensors first and are then
-        # cast to the variable dtype, so even a float64 model sees float32-rounded lr and betas;
-        # the powers, the root and alpha are then computed in the variable dtype.
-        ft = np.float64 if dtype == torch.float64 else np.float32
-        lr_, b1_, b2_ = (ft(np.float32(x)) for x in (lr, b1, b2))
-        b1p = b1_ ** ft(t)
-        b2p = b2_ ** ft(t)
-        alpha = lr_ * np.sqrt(ft(1) - b2p) / (ft(1) - b1p)
-        return c1, c2, float(alpha), eps
+        key = (lr, b1, b2, dtype)
+        consts = self._consts.get(key)
+        if consts is None:
+            # Keras: lr (a float32 variable) and the betas become float32 tensors first and are
+            # then cast to the variable dtype, so even a float64 model sees float32-rounded lr and
+            # betas; the powers, the root and alpha are computed in the variable dtype.
+            ft = np.float64 if dtype == torch.float64 else np.float32
+            consts = self._consts[key] = (ft, ft(np.float32(lr)), ft(np.float32(b1)), ft(np.float32(b2)), ft(1))
+        ft, lr_, b1_, b2_, one = consts
+        tt = ft(t)
+        alpha = lr_ * np.sqrt(one - b2_ ** tt) / (one - b1_ ** tt)
+        # Keras: `1 - self.beta_1` is a Python float, rounded to the variable dtype only when it
+        # multiplies a tensor (torch rounds a Python scalar the same way); so is epsilon.
+        return 1.0 - b1, 1.0 - b2, float(alpha), eps
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """As ``Optimizer.zero_grad``; the default ``set_to_none=True`` is a plain loop (the base
+        class adds profiler bookkeeping that costs more than the rest of a tiny model's step)."""
+        if not set_to_none:
+            return super().zero_grad(set_to_none=False)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
 
     def _plan(self, index: int, group: dict) -> list["_Bucket"]:
         plan = self._plans.get(index)
@@ -324,8 +336,11 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
     # from the RNG and no batch-norm statistics change.
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        _check_pair(model(Xt[:1]), yt[:1])
+    try:
+        with torch.no_grad():
+            _check_pair(model(Xt[:1]), yt[:1])
+    finally:
+        model.train(was_training)
     model.train()
 
     if optimizer is None:
@@ -341,7 +356,7 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
     sizes = torch.full((n_batches,), float(batch_size), dtype=torch.float64)
     sizes[-1] = n - batch_size * (n_batches - 1)
     cum_sizes = sizes.cumsum(0).tolist()
-    every = max(1, n_batches // 50)  # progress-bar refresh: .item() is a device sync on GPUs
+    every = max(1, min(n_batches // 50, 1000))  # progress refresh; a float() is a device sync on GPUs
     history = History(epochs=0, batch_size=batch_size, seed=None if seed is None else int(seed))
     mse_loss = nn.functional.mse_loss
     bar_cls = None
@@ -356,10 +371,13 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
                 Xe, ye = Xt[perm], yt[perm]
             else:
                 Xe, ye = Xt, yt
-            losses = torch.empty(n_batches, dtype=dtype, device=device)
+            # Batch losses stay on the device: a 0-d tensor per step, stacked every `every` steps
+            # into chunks (bounded memory); no per-step copy or host sync.
+            pending: list[torch.Tensor] = []
+            chunks: list[torch.Tensor] = []
+            seen, running_sum = 0, 0.0
             bar = None
             if bar_cls is not None:
-                import sys
                 bar = bar_cls(total=n_batches, desc=f"Epoch {epoch}/{epochs}", unit="batch",
                               file=sys.stderr, leave=True, dynamic_ncols=True)
             for b in range(n_batches):
@@ -372,13 +390,18 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
                 loss = mse_loss(pred, yb)
                 loss.backward()
                 optimizer.step()
-                losses[b] = loss.detach()
-                if bar is not None and ((b + 1) % every == 0 or b + 1 == n_batches):
-                    done = b + 1
-                    running = float((losses[:done].double().cpu() * sizes[:done]).sum()) / cum_sizes[b]
-                    bar.update(done - bar.n)
-                    bar.set_postfix(loss=f"{running:.4g}", refresh=False)
-            batch_losses = losses.double().cpu()
+                pending.append(loss.detach())
+                if len(pending) == every or b + 1 == n_batches:
+                    chunk = torch.stack(pending)
+                    chunks.append(chunk)
+                    pending = []
+                    if bar is not None:
+                        k = chunk.shape[0]
+                        running_sum += float((chunk.double().cpu() * sizes[seen:seen + k]).sum())
+                        seen += k
+                        bar.update(k)
+                        bar.set_postfix(loss=f"{running_sum / cum_sizes[seen - 1]:.4g}", refresh=False)
+            batch_losses = torch.cat(chunks).double().cpu()
             epoch_loss = float((batch_losses * sizes).sum() / n)
             if bar is not None:
                 bar.set_postfix(loss=f"{epoch_loss:.4g}")
