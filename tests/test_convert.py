@@ -10,19 +10,11 @@ from parity import FLOAT32_ATOL, GOLDEN_ATOL, assert_close
 from parity.convert import (MAPPING, from_keras, load_keras, load_keras_weights, spec_from_keras_model,
                             spec_to_config)
 from parity.keras_files import KerasFileError
+from cases import K2_WEIGHTS, K2_X, K3_WEIGHTS, K3_X, keras_save
 from torchrnn import ACTIVATIONS, create_rnn
 
 keras = pytest.importorskip("keras", reason="the test extra installs Keras; pip install '.[test]'")
 L = keras.layers
-
-# Handed cases K2 (the tutorial's demo) and K3 (two features), weights in Keras order.
-K2_WEIGHTS = [np.array([[1.0, -0.5]]), np.array([[0.5, 0.1], [-0.2, 0.3]]), np.array([0.1, -0.1]),
-              np.array([[1.0], [2.0]]), np.array([0.5])]
-K2_X = np.array([1.0, 2.0, 3.0], dtype=np.float32).reshape(1, 3, 1)
-K3_WEIGHTS = [np.array([[0.3, -0.6], [0.8, 0.2]]), np.array([[0.5, -0.4], [0.1, 0.9]]), np.array([0.05, -0.05]),
-              np.array([[0.7], [-1.1]]), np.array([0.2])]
-K3_X = np.array([1, 0.1, 2, 0.2, 3, 0.3], dtype=np.float32).reshape(1, 3, 2)
-
 
 def tutorial_create_RNN(hidden_units, dense_units, input_shape, activation):  # noqa: N802 (the tutorial's name)
     """The tutorial's function, verbatim apart from the keras. prefixes."""
@@ -39,11 +31,7 @@ def keras_out(km, x) -> np.ndarray:
     return np.asarray(km(x, training=False))
 
 
-def save(km, path, weights_only=False):
-    """Keras's own saving warns about itself (HDF5 is legacy; a NumPy 2 __array__ note): not ours."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        (km.save_weights if weights_only else km.save)(path)
+save = keras_save
 
 
 def random_weights(km, seed=0):

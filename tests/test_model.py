@@ -8,23 +8,8 @@ import pytest
 import torch
 
 from parity import GOLDEN_ATOL, assert_close, numpy_forward
+from cases import K2_WEIGHTS, K2_X, K3_FLAT, K3_WEIGHTS
 from torchrnn import RNNConfig, create_rnn, create_rnn_from_config
-
-# Handed case K2: the tutorial's demo model with fixed weights.
-K2_WEIGHTS = [np.array([[1.0, -0.5]]), np.array([[0.5, 0.1], [-0.2, 0.3]]), np.array([0.1, -0.1]),
-              np.array([[1.0], [2.0]]), np.array([0.5])]
-K2_X = np.array([1.0, 2.0, 3.0]).reshape(1, 3, 1)
-
-# Handed case K3: two features.
-K3_WEIGHTS = [np.array([[0.3, -0.6], [0.8, 0.2]]), np.array([[0.5, -0.4], [0.1, 0.9]]), np.array([0.05, -0.05]),
-              np.array([[0.7], [-1.1]]), np.array([0.2])]
-K3_FLAT = np.array([1, 0.1, 2, 0.2, 3, 0.3])
-
-
-def _both_paths(model):
-    """The same model's output through torch's fused kernel and through the step loop."""
-    return [model.use_fused_kernel(True), model.use_fused_kernel(False)]
-
 
 def k1_model(go_backwards):
     m = create_rnn(4, None, (3, 4), ("tanh", "linear"), go_backwards=go_backwards)
@@ -84,7 +69,7 @@ def test_k2_bias_gradient_is_keras_gradient():
     """One bias vector receives dL/db once; nn.RNN's two biases would each get it (twice the step)."""
     m64 = create_rnn(2, 1, (3, 1), ("tanh", "tanh")).double()
     m64.set_weights(K2_WEIGHTS)
-    x = torch.tensor(K2_X)
+    x = torch.tensor(K2_X, dtype=torch.float64)
     m64(x).sum().backward()
     eps = 1e-6
     num = []

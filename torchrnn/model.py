@@ -172,6 +172,10 @@ class RNNModel(nn.Module):
             raise ValueError(
                 f"expected input of shape (batch, {steps if steps is not None else 'time_steps'}, {feats}), "
                 f"got {tuple(x.shape)}")
+        dtype = self.rnn[0].weight_ih.dtype
+        if x.dtype != dtype:
+            raise ValueError(f"input dtype {x.dtype} does not match the model's {dtype}; "
+                             f"convert it (x.to({dtype})) or use model.predict, which does")
 
     def hidden_states(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every RNN layer's full state sequence ``(N, L, H)``, in processing order, for parity reports."""

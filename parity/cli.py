@@ -1,0 +1,82 @@
+"""``torchrnn-parity MODEL_FILE``: convert a saved Keras model and prove the torch copy equal.
+
+Exit status: 0 when every comparison is within tolerance, 1 on a mismatch, 2 on bad input
+(unreadable file, unsupported layer, input of the wrong shape).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .compare import FLOAT32_ATOL
+
+EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="torchrnn-parity",
+        description="Build the torch model from a saved Keras SimpleRNN model (.keras, or a full-model .h5 "
+                    "from Keras 2 or 3) without TensorFlow, run torch and the float64 NumPy referee (and Keras "
+                    "itself with --keras) on the same input, and report the largest differences per layer "
+                    "and at the output.",
+        epilog="Exit status: 0 parity, 1 mismatch, 2 bad input.")
+    p.add_argument("model_file", metavar="MODEL_FILE", help="a Keras model file: .keras or full-model .h5")
+    p.add_argument("--input", metavar="X.npy", help="input array (N, time_steps, features) saved with numpy.save; "
+                   "default: a seeded uniform(-1, 1) batch in the model's input shape")
+    p.add_argument("--batch", type=int, default=8, metavar="N", help="size of the default random batch (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the default random batch (default 0)")
+    p.add_argument("--atol", type=float, default=FLOAT32_ATOL,
+                   help=f"absolute tolerance (default {FLOAT32_ATOL:g}: float32 forward parity)")
+    p.add_argument("--rtol", type=float, default=FLOAT32_ATOL, help=f"relative tolerance (default {FLOAT32_ATOL:g})")
+    p.add_argument("--keras", action="store_true",
+                   help="also load the file with Keras and compare against it (needs TensorFlow; adds seconds "
+                        "of import time)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import numpy as np
+
+    from .check import check
+    from .convert import load_keras
+
+    try:
+        if args.batch < 1:
+            raise ValueError(f"--batch must be at least 1, got {args.batch}")
+        model = load_keras(args.model_file)
+        x = None
+        if args.input is not None:
+            path = Path(args.input)
+            try:
+                x = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise ValueError(f"cannot read --input {path}: {e}") from None
+        keras_path = None
+        if args.keras:
+            import importlib.util
+
+            if importlib.util.find_spec("keras") is None:
+                raise ValueError("--keras needs Keras: pip install 'torchrnn[keras]'")
+            keras_path = args.model_file
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        report = check(model, x, keras_path=keras_path, atol=args.atol, rtol=args.rtol, batch=args.batch,
+                       seed=args.seed)
+    except (ValueError, OSError) as e:
+        print(f"torchrnn-parity: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps({"model_file": str(args.model_file), **report.to_dict()}, indent=2))
+    else:
+        print(f"{args.model_file}: {model.config}")
+        print(report.table())
+    return EXIT_OK if report.ok else EXIT_MISMATCH
+
+
+if __name__ == "__main__":
+    sys.exit(main())

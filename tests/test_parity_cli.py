@@ -1,0 +1,73 @@
+"""`torchrnn-parity MODEL_FILE`: verdicts, exit codes, JSON, and no TensorFlow on the file path."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parity.cli import EXIT_BAD_INPUT, EXIT_MISMATCH, EXIT_OK, main
+
+FIXTURES = Path(__file__).parent / "fixtures" / "keras"
+
+
+def test_parity_on_a_keras2_file_prints_the_table(capsys):
+    assert main([str(FIXTURES / "stacked.k2.h5")]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "torch vs numpy: simple_rnn_1" in out and "PARITY" in out
+
+
+def test_json_report_numbers(capsys):
+    assert main([str(FIXTURES / "multifeature.keras"), "--json", "--batch", "5"]) == EXIT_OK
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True and report["input_shape"] == [5, 3, 2]
+    assert report["implementations"] == ["torch", "numpy"]
+    assert all(c["max_abs"] <= 1e-5 for c in report["comparisons"])
+    assert {c["name"] for c in report["comparisons"]} == {"torch vs numpy: simple_rnn", "torch vs numpy: output"}
+
+
+def test_zero_tolerance_is_a_mismatch_with_exit_1(capsys):
+    # float32 torch against float64 NumPy cannot agree to the last bit
+    assert main([str(FIXTURES / "demo_tanh.keras"), "--atol", "0", "--rtol", "0"]) == EXIT_MISMATCH
+    assert "MISMATCH" in capsys.readouterr().out
+
+
+def test_given_input_file(tmp_path, capsys):
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 3, 1))
+    np.save(tmp_path / "x.npy", x)
+    assert main([str(FIXTURES / "demo_linear.k3.h5"), "--input", str(tmp_path / "x.npy"), "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["input_shape"] == [4, 3, 1]
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda d: [str(FIXTURES / "bad_lstm.keras")], "LSTM"),
+    (lambda d: [str(FIXTURES / "demo_tanh.weights.h5")], "no architecture"),
+    (lambda d: [str(d / "missing.keras")], "missing.keras"),
+    (lambda d: [str(FIXTURES / "demo_tanh.keras"), "--input", str(d / "wrong.npy")], r"got (2, 5, 1)"),
+    (lambda d: [str(FIXTURES / "demo_tanh.keras"), "--input", str(d / "nope.npy")], "cannot read --input"),
+    (lambda d: [str(FIXTURES / "demo_tanh.keras"), "--batch", "0"], "--batch must be at least 1"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, make_args, message):
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 5, 1)))
+    assert main(make_args(tmp_path)) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("torchrnn-parity: error:") and message in err and "Traceback" not in err
+
+
+def test_file_path_never_imports_tensorflow():
+    code = ("import sys; from parity.cli import main; rc = main([sys.argv[1], '--json']); "
+            "print(rc, any(m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(FIXTURES / "functional.k2.h5")], capture_output=True,
+                         text=True, check=True).stdout.strip().splitlines()[-1]
+    assert out == "0 False"
+
+
+def test_with_keras_three_implementations(capsys):
+    pytest.importorskip("keras", reason="the test extra installs Keras")
+    assert main([str(FIXTURES / "return_sequences.keras"), "--keras", "--json"]) == EXIT_OK
+    report = json.loads(capsys.readouterr().out)
+    assert report["implementations"] == ["torch", "numpy", "keras"]
+    assert max(c["max_abs"] for c in report["comparisons"]) <= 1e-5
