@@ -69,3 +69,9 @@ def test_no_seed_follows_torch_global_generator():
     b = create_rnn(3, 1, (12, 1)).get_weights()
     for wa, wb in zip(a, b):
         np.testing.assert_array_equal(wa, wb)
+
+
+def test_seeded_model_leaves_torch_global_generator_alone():
+    state = torch.random.get_rng_state()
+    create_rnn([4, 3], 2, (12, 2), seed=9)
+    assert torch.equal(torch.random.get_rng_state(), state)

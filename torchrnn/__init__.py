@@ -7,6 +7,8 @@
 from .activations import ACTIVATIONS
 from .layers import SimpleRNN
 from .model import RNNConfig, RNNModel, create_rnn, create_rnn_from_config
+from .train import History, KerasAdam, evaluate, fit, predict
 
-__all__ = ["ACTIVATIONS", "SimpleRNN", "RNNConfig", "RNNModel", "create_rnn", "create_rnn_from_config"]
+__all__ = ["ACTIVATIONS", "History", "KerasAdam", "RNNConfig", "RNNModel", "SimpleRNN", "create_rnn",
+           "create_rnn_from_config", "evaluate", "fit", "predict"]
 __version__ = "0.1.0"
