@@ -4,7 +4,6 @@ The live-Keras tests drive keras.optimizers.Adam and keras Model.fit beside torc
 same numbers; they are skipped when Keras is not installed.
 """
 import copy
-import time
 
 import numpy as np
 import pytest
@@ -376,13 +375,11 @@ def test_progress_bar_on_stderr_only_when_asked(sunspots, capsys):
     assert "Epoch 1/2" in err and "Epoch 2/2" in err and "loss=" in err
 
 
-def test_tutorial_fit_is_fast(sunspots):
-    """The tutorial's run (187 windows, 20 epochs, batch size 1): 3740 steps, a few seconds."""
+def test_tutorial_fit_learns(sunspots):
+    """The tutorial's run (187 windows, 20 epochs, batch size 1). Its speed is measured in bench/,
+    not asserted here: wall-clock limits in tests only measure the machine's load."""
     Xtr, ytr = sunspots[0], sunspots[1]
     m = create_rnn(3, 1, (12, 1), seed=0)
-    t0 = time.perf_counter()
     h = fit(m, Xtr, ytr, epochs=20, batch_size=1, seed=0)
-    seconds = time.perf_counter() - t0
-    print(f"tutorial fit: {seconds:.2f} s, final loss {h.loss[-1]:.6f}")
-    assert seconds < 60
-    assert h.loss[-1] < h.loss[0]
+    assert len(h.loss) == 20
+    assert h.loss[-1] < 0.5 * h.loss[0]
