@@ -67,7 +67,19 @@ def machine_info() -> dict:
                                            "TF_NUM_INTEROP_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
                 if k in os.environ},
         "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "git": git_state(),
     }
+
+
+def git_state() -> dict:
+    """The commit benchmarked, and uncommitted changes to the code under test (if any)."""
+    def git(*a):
+        try:
+            return subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+    return {"head": git("rev-parse", "--short", "HEAD"),
+            "dirty_code": [ln[3:] for ln in git("status", "--porcelain", "--", "torchrnn", "parity").splitlines()]}
 
 
 # --------------------------------------------------------------------------- framework setup
@@ -250,7 +262,8 @@ def print_rows(rows: list[dict], keys=("case", "variant", "median_s")) -> None:
         print("  ".join(fmt_s(r[k]) if k.endswith("_s") else str(r.get(k, "")) for k in keys))
 
 
-def ratio(name: str, num: float, den: float, target: float | None, note: str = "") -> dict:
+def ratio(name: str, num: float, den: float, target: float | None, note: str = "", headline: bool = False) -> dict:
+    """``num / den`` against a target (met when <= target); headline ratios lead the results table."""
     v = num / den if den else float("nan")
     return {"name": name, "value": v, "target": target, "met": None if target is None else bool(v <= target),
-            "note": note}
+            "note": note, "headline": headline}

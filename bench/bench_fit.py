@@ -9,6 +9,7 @@ Contenders (each in its own worker process, see ``_common``):
     torchrnn-t1 / torchrnn-tdef   torchrnn.train.fit, torch intra-op threads 1 / torch's default
     keras-tdef / keras-t1         model.fit(..., batch_size=1, verbose=0), TF intra-op default / 1
     plain-torch-t1                nn.RNN + nn.Linear + torch.optim.Adam, a textbook loop (reference)
+    proto-C-t1                    torchrnn.train.fit with profile_step.py's prototype C (NOT shipped code)
 
 Every repeat builds a fresh model (fixed seed per repeat) and times ``fit`` alone, including
 Keras's tracing of its train function for the new model, which is what a user waits for. Each
@@ -120,7 +121,40 @@ def keras_worker(args):
     return info, {"run": run}
 
 
-WORKERS = {"torchrnn": torchrnn_worker, "plain": plain_torch_worker, "keras": keras_worker}
+def proto_worker(args):
+    """torchrnn.train.fit itself, on a model and optimizer changed as bench/profile_step.py's
+    prototype C proposes (one autograd node for the tanh SimpleRNN, Keras Adam on flat buffers).
+    Not what torchrnn ships: it shows what those changes would give in this same run."""
+    info = C.setup_torch(args.threads)
+    import torch
+    from profile_step import _prototypes
+    from torchrnn import create_rnn
+    from torchrnn.train import fit
+    TanhRNN, _, FlatKerasAdam = _prototypes()
+    X, y = tutorial_data()
+
+    class Proto(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            rnn = self.m.rnn[0]
+            return torch.tanh(self.m.dense(TanhRNN.apply(x, rnn.weight_ih, rnn.bias, rnn.weight_hh)))
+
+    def run(req):
+        model = create_rnn(3, 1, (12, 1), ("tanh", "tanh"), seed=req["seed"])
+        t0 = time.perf_counter()
+        h = fit(Proto(model), X, y, epochs=req["epochs"], batch_size=1, seed=req["seed"],
+                optimizer=FlatKerasAdam(model.parameters()))
+        dt = time.perf_counter() - t0
+        return {"seconds": dt, "epoch_seconds": list(h.seconds), "final_loss": h.loss[-1]}
+
+    run({"seed": 1234, "epochs": 1})
+    return info, {"run": run}
+
+
+WORKERS = {"torchrnn": torchrnn_worker, "plain": plain_torch_worker, "keras": keras_worker, "proto": proto_worker}
 
 
 def _threads(s: str):
@@ -136,6 +170,8 @@ def contenders(args) -> dict[str, list[str]]:
         specs[f"torchrnn-t{t if t != 'default' else 'def'}"] = [me, "--serve", "torchrnn", "--threads", t]
     if args.plain:
         specs["plain-torch-t1"] = [me, "--serve", "plain", "--threads", "1"]
+    if args.proto:
+        specs["proto-C-t1"] = [me, "--serve", "proto", "--threads", "1"]
     if args.keras:
         for t in args.tf_threads.split(","):
             specs[f"keras-t{t if t != 'default' else 'def'}"] = [me, "--serve", "keras", "--threads", t]
@@ -171,13 +207,18 @@ def ratios(rows: list[dict]) -> list[dict]:
         keras = by.get((cond, "keras-tdef"))
         if keras is None:
             continue
-        for v in ("torchrnn-tdef", "torchrnn-t1", "plain-torch-t1"):
+        for v in ("torchrnn-tdef", "torchrnn-t1", "plain-torch-t1", "proto-C-t1"):
             if (cond, v) in by:
                 out.append(C.ratio(f"fit [{cond}] {v} / keras-tdef", by[(cond, v)], keras,
-                                   0.2 if v.startswith("torchrnn") else None))
+                                   0.2 if v.startswith(("torchrnn", "proto")) else None,
+                                   "prototype, not shipped" if v.startswith("proto") else "",
+                                   headline=v != "plain-torch-t1"))
         if (cond, "torchrnn-tdef") in by and (cond, "torchrnn-t1") in by:
             out.append(C.ratio(f"fit [{cond}] torchrnn-t1 / torchrnn-tdef", by[(cond, "torchrnn-t1")],
                                by[(cond, "torchrnn-tdef")], None, "threads: 1 vs torch default"))
+        if (cond, "proto-C-t1") in by and (cond, "torchrnn-t1") in by:
+            out.append(C.ratio(f"fit [{cond}] proto-C-t1 / torchrnn-t1", by[(cond, "proto-C-t1")],
+                               by[(cond, "torchrnn-t1")], None, "gain of the prototype"))
     return out
 
 
@@ -194,6 +235,8 @@ def main(argv=None):
     p.add_argument("--busy-repeats", type=int, default=None, help="repeats under load (default: --repeats)")
     p.add_argument("--no-keras", dest="keras", action="store_false", help="skip Keras")
     p.add_argument("--no-plain", dest="plain", action="store_false", help="skip the plain-torch reference loop")
+    p.add_argument("--no-proto", dest="proto", action="store_false",
+                   help="skip the prototype contender (profile_step.py's change C; not shipped code)")
     p.add_argument("--out", default=None, help="write the results JSON here")
     args = p.parse_args(argv)
     if args.serve:

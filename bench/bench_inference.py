@@ -140,28 +140,38 @@ def measure(ws, jobs, repeats, condition, log=print):
 
 
 def ratios(rows):
+    """Headline: what users get by default on both sides, and each side at its best batch size."""
     out = []
     for cond in dict.fromkeys(r["condition"] for r in rows):
         for case in dict.fromkeys(r["case_key"] for r in rows):
-            rs = {r["variant"]: r["median_s"] for r in rows if r["condition"] == cond and r["case_key"] == case}
-            torch_best = {w: min((v, k) for k, v in rs.items() if k.startswith(w + " "))
-                          for w in ("torchrnn-t1", "torchrnn-tdef") if any(k.startswith(w + " ") for k in rs)}
-            keras_def = rs.get("keras-tdef bs=32 (default)")
-            keras_best = min(((v, k) for k, v in rs.items() if k.startswith("keras-")), default=None)
-            for w, (v, k) in torch_best.items():
-                if keras_def:
-                    out.append(C.ratio(f"inference {case} [{cond}] {k} / keras-tdef bs=32 (default)", v, keras_def,
-                                       0.2))
-                if keras_best:
-                    out.append(C.ratio(f"inference {case} [{cond}] {k} / best keras ({keras_best[1]})", v,
-                                       keras_best[0], 0.2, "like-for-like: Keras at its fastest batch size"))
-        for case in dict.fromkeys(r["case_key"] for r in rows):
-            rs = {(r["worker"], r["batch"]): r["median_s"] for r in rows if r["condition"] == cond and r["case_key"] == case}
+            rs = {(r["worker"], r["batch"]): r["median_s"] for r in rows
+                  if r["condition"] == cond and r["case_key"] == case}
+            keras_def = rs.get(("keras-tdef", "default"))
+            keras_best = min(((v, k) for k, v in rs.items() if k[0].startswith("keras-")), default=None)
+            for w in ("torchrnn-tdef", "torchrnn-t1"):
+                if (w, "all") in rs and keras_def:
+                    out.append(C.ratio(f"inference {case} [{cond}] defaults: {w} predict(x) / keras-tdef predict(x) "
+                                       f"(batch 32)", rs[(w, "all")], keras_def, 0.2, headline=True))
+                mine = [(v, k) for k, v in rs.items() if k[0] == w]
+                if mine and keras_best:
+                    v, k = min(mine)
+                    kb = keras_best[1]
+                    out.append(C.ratio(f"inference {case} [{cond}] best batch: {w} bs={_label(k[1])} / "
+                                       f"{kb[0]} bs={_label(kb[1])}", v, keras_best[0], 0.2, headline=True,
+                                       note="each side at its fastest batch size in this run"))
+                for b in ("4096", "all"):
+                    if (w, b) in rs and ("keras-tdef", b) in rs:
+                        out.append(C.ratio(f"inference {case} [{cond}] same batch {_label(b)}: {w} / keras-tdef",
+                                           rs[(w, b)], rs[("keras-tdef", b)], 0.2))
             for (w, b), v in rs.items():
                 if w == "torchrnn-t1" and ("torchrnn-tdef", b) in rs:
-                    out.append(C.ratio(f"inference {case} [{cond}] torchrnn bs={'whole' if b == 'all' else b}: "
-                                       f"1 thread / default threads", v, rs[("torchrnn-tdef", b)], None))
+                    out.append(C.ratio(f"inference {case} [{cond}] torchrnn bs={_label(b)}: 1 thread / default threads",
+                                       v, rs[("torchrnn-tdef", b)], None))
     return out
+
+
+def _label(b):
+    return {"all": "whole", "default": "32 (default)"}.get(b, b)
 
 
 def main(argv=None):

@@ -99,6 +99,7 @@ def main(argv=None):
     specs = {f"torch-t{'def' if t == 'default' else t}": ["bench/bench_step_loop.py", "--serve", "--threads", t]
              for t in args.torch_threads.split(",")}
     rows, ratios = [], []
+    ws_names = list(specs)
     with C.workers(specs) as ws:
         for wname, w in ws.items():
             for mode in args.modes.split(","):
@@ -128,6 +129,12 @@ def main(argv=None):
                         print(f"{wname:8s} {case:40s} {variant_name(act, fused):18s} "
                               f"{C.fmt_s(C.median(ts)):>9s}  x{C.median(ts) / ref:5.2f} of fused tanh"
                               f"  load {C.loadavg()[0]}", flush=True)
+    for wname in ws_names:
+        worst = max((q for q in ratios if q["target"] is not None and f"[{wname}]" in q["name"]
+                     and "tanh (step loop)" not in q["name"]), key=lambda q: q["value"], default=None)
+        if worst:
+            ratios.append({**worst, "name": f"step loop [{wname}] worst fwd+bwd ratio over shapes and activations: "
+                                            + worst["name"].split("] ", 1)[1], "headline": True})
     result = {"bench": "step_loop", "machine": machine, "loadavg_at_end": C.loadavg(), "repeats": args.repeats,
               "rows": rows, "ratios": ratios}
     if args.out:
