@@ -229,13 +229,33 @@ def cpu_hogs(n: int):
             p.wait()
 
 
-def check_quiet(max_load: float, wait: float = 0.0) -> list[float]:
-    """The 1-minute load average, waiting up to ``wait`` seconds for it to drop below ``max_load``."""
+def cpu_busy(seconds: float = 3.0) -> float:
+    """Fraction of all CPUs busy over the next ``seconds`` (from /proc/stat), 0..1.
+
+    Taken between benchmarks, when none of ours runs, it is the load of the others; unlike the
+    load average it does not remember our own previous benchmark.
+    """
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        return sum(v), idle
+    try:
+        t0, i0 = snap()
+        time.sleep(seconds)
+        t1, i1 = snap()
+    except OSError:
+        return float("nan")
+    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
+
+
+def check_quiet(max_busy: float, wait: float = 0.0) -> dict:
+    """Wait up to ``wait`` seconds until other processes use at most ``max_busy`` of the CPUs."""
     deadline = time.time() + wait
     while True:
-        la = loadavg()
-        if la[0] <= max_load or time.time() >= deadline:
-            return la
+        busy = cpu_busy()
+        if busy <= max_busy or time.time() >= deadline:
+            return {"cpu_busy": round(busy, 3), "loadavg": loadavg(), "quiet": busy <= max_busy}
         time.sleep(5)
 
 

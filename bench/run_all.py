@@ -5,8 +5,8 @@
     python bench/run_all.py --render-only    # rebuild results.md from results.json
 
 Benchmarks are noisy on a shared machine: run this when nothing else is running. Before each
-benchmark the 1-minute load average is checked and, when it is above ``--max-load``, the run
-waits (up to ``--wait`` seconds) for it to drop; the loads seen are recorded in the results.
+benchmark the CPU use of other processes is sampled (3 s of /proc/stat) and, when it is above
+``--max-busy``, the run waits (up to ``--wait`` seconds) for it to drop; what was seen is recorded.
 """
 from __future__ import annotations
 
@@ -19,22 +19,24 @@ import time
 import _common as C
 
 BENCHES = {
+    "threads": ("bench_threads.py", [], ["--repeats", "1"]),
     "fit": ("bench_fit.py", [], ["--epochs", "2", "--repeats", "1", "--busy-repeats", "1"]),
-    "inference": ("bench_inference.py", [], ["--repeats", "1"]),
+    "inference": ("bench_inference.py", ["--busy", "1", "--repeats", "3"], ["--repeats", "1"]),
     "step_loop": ("bench_step_loop.py", [], ["--repeats", "2", "--min-time", "0.05"]),
     "parity_cli": ("bench_parity_cli.py", [], ["--repeats", "2"]),
     "profile": ("profile_step.py", ["all", "--threads", "1"], ["phases", "--threads", "1"]),
 }
 
 
-def run(names, quick: bool, max_load: float, wait: float, extra: dict) -> dict:
+def run(names, quick: bool, max_busy: float, wait: float, extra: dict) -> dict:
     results = {"machine": C.machine_info(), "benches": {}, "loads": {}}
     for name in names:
         script, full, quick_args = BENCHES[name]
-        la = C.check_quiet(max_load, wait)
-        results["loads"][name] = {"before": la}
-        if la[0] > max_load:
-            print(f"warning: load {la} is above {max_load} before {name}; numbers will be noisy", flush=True)
+        q = C.check_quiet(max_busy, wait)
+        results["loads"][name] = {"before": q["loadavg"], "others_cpu_busy_before": q["cpu_busy"]}
+        if not q["quiet"]:
+            print(f"warning: other processes keep {q['cpu_busy']:.0%} of the CPUs busy before {name}; "
+                  f"numbers will be noisy", flush=True)
         out = C.LOGS / f"{name}.json"      # the parts; results.json holds them all
         cmd = [sys.executable, str(C.BENCH / script), *(quick_args if quick else full), *extra.get(name, []),
                "--out", str(out)]
@@ -110,8 +112,10 @@ def render(results: dict) -> str:
             f"Run {m['time']}. Reproduce: `python bench/run_all.py` (see bench/README.md).", "",
             "Contenders (each in its own process; `t1` = 1 intra-op thread, `tdef` = the framework's default):", "",
             *thread_lines, "",
-            "Load average (1, 5, 15 min) before / after each benchmark: " + "; ".join(
-                f"{k} {v['before']} / {v.get('after')}" for k, v in results["loads"].items()), "",
+            "Other processes' CPU use just before each benchmark (3-s sample; 1.0 = every core busy), and load "
+            "average (1, 5, 15 min) before / after: " + "; ".join(
+                f"{k} {v.get('others_cpu_busy_before', float('nan')):.2f}, {v['before']} / {v.get('after')}"
+                for k, v in results["loads"].items()), "",
             "## Targets (ratios torchrnn / Keras from the same run; medians)", "",
             "| measure | value | target | met |", "|---|---|---|---|"]
     for b in results["benches"].values():
@@ -173,6 +177,18 @@ def render(results: dict) -> str:
         out += ["", "Slowest cross-package imports under `import parity.cli` (cumulative, `python -X importtime`): "
                 + ", ".join(f"{r['module']} (by {r['imported_by']}) {C.fmt_s(r['cumulative_s'])}"
                             for r in pc["importtime_top"][:6]), ""]
+    th = results["benches"].get("threads")
+    if th:
+        cap = th["capacity"]
+        out += ["### Threads: one operation, 1 intra-op thread vs torch's default (`bench/bench_threads.py`)", "",
+                f"Capacity check: a pure-Python loop takes {cap['alone_s']:.3f} s alone and {cap['beside_busy_s']:.3f} s "
+                f"beside one busy process (x{cap['slowdown']:.2f}; ~1 means a second core is really available).", "",
+                "| condition | operation | 1 thread | default threads | default / 1 |", "|---|---|---|---|---|"]
+        by = {(r["condition"], r["case"], r["variant"]): r["median_s"] for r in th["rows"]}
+        for cond, op in dict.fromkeys((r["condition"], r["case"]) for r in th["rows"]):
+            t1, td = by[(cond, op, "torch-t1")], by[(cond, op, "torch-tdef")]
+            out.append(f"| {cond} | {op} | {C.fmt_s(t1)} | {C.fmt_s(td)} | {td / t1:.1f}x |")
+        out.append("")
     pr = results["benches"].get("profile")
     if pr:
         out += [f"## Profile of the batch-size-1 training step (threads {pr['torch']['intra_op_threads']}; "
@@ -206,7 +222,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("benches", nargs="*", default=list(BENCHES), help=f"which (default all: {' '.join(BENCHES)})")
     p.add_argument("--quick", action="store_true", help="a smoke test: short runs, numbers not meaningful")
-    p.add_argument("--max-load", type=float, default=0.7, help="1-min load average to wait for (default 0.7)")
+    p.add_argument("--max-busy", type=float, default=0.1,
+                   help="before each benchmark, wait until other processes use at most this fraction of the CPUs "
+                        "(measured over 3 s from /proc/stat; default 0.1)")
     p.add_argument("--wait", type=float, default=300, help="seconds to wait for a quiet machine (default 300)")
     p.add_argument("--render-only", action="store_true", help="rebuild results.md from results.json")
     p.add_argument("--results-dir", default=None,
@@ -217,7 +235,7 @@ def main(argv=None):
     if args.render_only:
         results = json.loads((rdir / "results.json").read_text())
     else:
-        results = run(args.benches, args.quick, args.max_load, args.wait, {})
+        results = run(args.benches, args.quick, args.max_busy, args.wait, {})
         C.write_json(rdir / "results.json", results)
     (rdir / "results.md").write_text(render(results))
     print(f"wrote {rdir / 'results.json'} and {rdir / 'results.md'}")
