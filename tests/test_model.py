@@ -122,6 +122,13 @@ def test_k8_shape_errors_name_both_shapes():
         m.predict(np.full((2, 12, 1), np.nan))
 
 
+def test_overflowing_output_is_an_error_not_a_nan():
+    m = create_rnn(1, 1, (30, 1), ("exponential", "linear"))
+    m.set_weights([np.array([[1.0]]), np.array([[1.0]]), np.array([1.0]), np.array([[1.0]]), np.array([0.0])])
+    with pytest.raises(ValueError, match=r"output is not finite \(inf at index \(0, 0\)\)"):
+        m.predict(np.ones((1, 30, 1)))
+
+
 def test_variable_length_model_accepts_any_length():
     m = create_rnn([4, 3], 2, (None, 2), seed=1)
     assert m.predict(np.ones((5, 7, 2))).shape == (5, 2)

@@ -280,20 +280,19 @@ class RNNModel(nn.Module):
         self._check_input(arr)
         return arr
 
-    @torch.no_grad()
     def predict(self, x: Any, batch_size: int | None = None) -> np.ndarray:
-        """NumPy in (float64 welcome), NumPy out: ``(N, D)``, or ``(N, L, D)`` with return_sequences."""
-        t = self.as_input(x)
-        was_training = self.training
-        self.eval()
-        try:
-            if batch_size is None:
-                out = self(t)
-            else:
-                out = torch.cat([self(t[i:i + batch_size]) for i in range(0, t.shape[0], batch_size)])
-        finally:
-            self.train(was_training)
-        return out.cpu().numpy()
+        """NumPy in (float64 welcome), NumPy out: ``(N, D)``, or ``(N, L, D)`` with return_sequences.
+
+        The input is validated by :meth:`as_input`, then run by :func:`torchrnn.train.predict`.
+        """
+        from .train import predict  # train knows nothing of this model; this is the only link
+
+        out = predict(self, self.as_input(x), batch_size=batch_size)
+        if not np.all(np.isfinite(out)):
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(out))[0])
+            raise ValueError(f"the model's output is not finite ({float(out[bad])!r} at index {bad}): an activation "
+                             f"overflowed (e.g. 'exponential' fed back into itself) or the weights are too large")
+        return out
 
 
 def create_rnn_from_config(config: RNNConfig | dict) -> RNNModel:
