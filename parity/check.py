@@ -54,6 +54,9 @@ class ParityReport:
             ],
         }
 
+    def __str__(self) -> str:
+        return self.table()
+
     def table(self) -> str:
         rows = [("comparison", "shape", "max |diff|", "max rel", "at", "ok")]
         for d in self.diffs:
@@ -125,7 +128,12 @@ def check(torch_model, x: Any = None, *, keras_model=None, keras_path=None, atol
         if _keras_available():
             import keras
 
-            keras_model = keras.models.load_model(str(keras_path), compile=False)
+            try:
+                keras_model = keras.models.load_model(str(keras_path), compile=False)
+            except Exception as e:  # Keras's loaders raise many types; the file was already read without it
+                notes.append(f"Keras {keras.__version__} could not load {keras_path} ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200]}); compared torch with the NumPy referee only. "
+                             f"(Keras 3 does not read every Keras 2 file; torchrnn does.)")
         else:
             notes.append("Keras is not installed: compared torch with the NumPy referee only "
                          "(pip install 'torchrnn[keras]' to add Keras)")
@@ -141,6 +149,8 @@ def check(torch_model, x: Any = None, *, keras_model=None, keras_path=None, atol
     diffs = []
     for a, b in pairs:
         for name, va, vb in zip(names, results[a], results[b]):
+            if va.shape != vb.shape:
+                raise ValueError(f"the models differ: {a} gives {name} of shape {va.shape}, {b} of shape {vb.shape}")
             diffs.append(compare(va, vb, atol=atol, rtol=rtol, name=f"{a} vs {b}: {name}"))
     return ParityReport(diffs, list(results), tuple(x.shape), notes)
 

@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.batch < 1:
             raise ValueError(f"--batch must be at least 1, got {args.batch}")
+        for flag, value in (("--atol", args.atol), ("--rtol", args.rtol)):
+            if not (value >= 0 and value != float("inf")):
+                raise ValueError(f"{flag} must be a finite number >= 0, got {value}")
         model = load_keras(args.model_file)
         x = None
         if args.input is not None:
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 x = np.load(path, allow_pickle=False)
             except (OSError, ValueError) as e:
-                raise ValueError(f"cannot read --input {path}: {e}") from None
+                raise ValueError(f"cannot read --input {path} as a .npy array (numpy.save): {e}") from None
         keras_path = None
         if args.keras:
             import importlib.util

@@ -93,6 +93,11 @@ class _Plan:
     dense: LayerSpec | None
 
 
+def _article(word: str) -> str:
+    """'an' before a vowel sound as Keras class names are read aloud (an LSTM, an Activation, a GRU)."""
+    return "an" if word[:1] in "AEIOU" or word in {"LSTM", "LSTMCell", "RNN", "SimpleRNNCell"} else "a"
+
+
 def _where(layer: LayerSpec, spec: KerasModelSpec) -> str:
     return f"layer {layer.name!r} ({layer.class_name}) in {spec.source}"
 
@@ -150,7 +155,7 @@ def _plan(spec: KerasModelSpec) -> _Plan:
         if cls == "InputLayer" or cls in INFERENCE_IDENTITY:
             continue
         if cls not in ("SimpleRNN", "Dense"):
-            raise KerasFileError(f"{_where(layer, spec)}: torchrnn cannot represent a {cls} layer; "
+            raise KerasFileError(f"{_where(layer, spec)}: torchrnn cannot represent {_article(cls)} {cls} layer; "
                                  f"supported layers are {', '.join(_SUPPORTED)}")
         _check_dtype(layer, spec)
         if dense is not None:
@@ -276,7 +281,7 @@ def _pair_by_order(model: RNNModel, spec: KerasModelSpec) -> list[tuple[str, int
     for (kind, i), layer in zip(want, have):
         if layer.class_name is not None and layer.class_name != kind:
             raise KerasFileError(f"{spec.source}: layer {layer.name!r} is a {layer.class_name} where the torch "
-                                 f"model has {kind} layer {i}; torchrnn cannot represent a {layer.class_name}")
+                                 f"model has {kind} layer {i}; torchrnn cannot represent {_article(layer.class_name)} {layer.class_name}")
     return [(kind, i, layer) for (kind, i), layer in zip(want, have)]
 
 

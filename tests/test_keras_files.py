@@ -291,7 +291,7 @@ def test_lstm_model_names_layer_class_and_file(name):
     with pytest.raises(KerasFileError) as e:
         load_keras(path)
     msg = str(e.value)
-    assert "layer 'lstm' (LSTM)" in msg and str(path) in msg and "cannot represent a LSTM layer" in msg
+    assert "layer 'lstm' (LSTM)" in msg and str(path) in msg and "cannot represent an LSTM layer" in msg
 
 
 def test_lstm_weights_into_a_simple_rnn_model():

@@ -196,3 +196,21 @@ def test_return_sequences_shape_and_values():
     out = m.predict(x)
     assert out.shape == (4, 6, 2)
     assert_close(out, numpy_forward(m.get_weights(), x, config=m.config), atol=1e-6, name="sequence output")
+
+
+def test_weights_beyond_float32_are_refused():
+    bad = [w.copy() for w in K2_WEIGHTS]
+    bad[0] = np.array([[1e39, -0.5]])
+    m = create_rnn(2, 1, (3, 1))
+    with pytest.raises(ValueError, match=r"weight 0 \(simple_rnn/kernel\) holds values beyond the range of torch.float32"):
+        m.set_weights(bad)
+
+
+def test_input_errors_say_what_was_given():
+    m = create_rnn(3, 1, (12, 1))
+    with pytest.raises(ValueError, match=r"got \(12, 1, 1\) \(read from a 2-D array of shape \(12, 1\)"):
+        m.predict(np.random.default_rng(0).random((12, 1)))
+    with pytest.raises(ValueError, match=r"beyond the range of the model's torch.float32"):
+        m.predict(np.full((1, 12, 1), 1e39))
+    with pytest.raises(ValueError, match=r"input is empty \(shape \(0, 12, 1\)\)"):
+        m.predict(np.zeros((0, 12, 1)))

@@ -71,3 +71,26 @@ def test_with_keras_three_implementations(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["implementations"] == ["torch", "numpy", "keras"]
     assert max(c["max_abs"] for c in report["comparisons"]) <= 1e-5
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--atol", "-1"], "--atol must be a finite number >= 0, got -1.0"),
+    (["--rtol", "nan"], "--rtol must be a finite number >= 0, got nan"),
+])
+def test_bad_tolerances_are_bad_input_not_a_mismatch(flags, message, capsys):
+    assert main([str(FIXTURES / "demo_tanh.keras"), *flags]) == EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err
+
+
+def test_empty_input_is_refused_not_a_vacuous_pass(tmp_path, capsys):
+    np.save(tmp_path / "empty.npy", np.zeros((0, 3, 1)))
+    assert main([str(FIXTURES / "demo_tanh.keras"), "--input", str(tmp_path / "empty.npy")]) == EXIT_BAD_INPUT
+    assert "input is empty (shape (0, 3, 1))" in capsys.readouterr().err
+
+
+def test_keras_that_cannot_read_a_keras2_file_is_a_note(capsys):
+    """Keras 3 refuses some Keras 2 files (time_major); torchrnn reads them, and says Keras did not."""
+    pytest.importorskip("keras", reason="the test extra installs Keras")
+    assert main([str(FIXTURES / "demo_tanh.k2.h5"), "--keras"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "could not load" in out and "implementations: torch, numpy;" in out

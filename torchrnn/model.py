@@ -244,6 +244,9 @@ class RNNModel(nn.Module):
             if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
                 raise ValueError(f"weight {i} ({name}) holds non-finite or non-numeric values")
             t = torch.as_tensor(np.ascontiguousarray(arr), dtype=p.dtype, device=p.device)
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"weight {i} ({name}) holds values beyond the range of {p.dtype} "
+                                 f"(largest |value| {float(np.max(np.abs(arr))):g})")
             staged.append((p, t.T if transposed else t))
         with torch.no_grad():
             for p, t in staged:
@@ -265,6 +268,7 @@ class RNNModel(nn.Module):
         arr = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
         steps, feats = self.config.input_shape
         want = f"(batch, {steps if steps is not None else 'time_steps'}, {feats})"
+        given = tuple(arr.shape)
         if arr.dim() == 2 and feats == 1:
             arr = arr.unsqueeze(-1)
         elif arr.dim() != 3:
@@ -273,11 +277,20 @@ class RNNModel(nn.Module):
             raise ValueError(f"expected input of shape {want}, got {tuple(arr.shape)}{hint}")
         if not torch.is_floating_point(arr):
             arr = arr.to(torch.float64)
+        if arr.shape[0] == 0:
+            raise ValueError(f"input is empty (shape {given}); need at least one sequence")
         if not bool(torch.isfinite(arr).all()):
             bad = tuple(int(i) for i in torch.nonzero(~torch.isfinite(arr))[0])
             raise ValueError(f"input holds a non-finite value {arr[bad].item()!r} at index {bad}")
         arr = arr.to(device=p.device, dtype=p.dtype)
-        self._check_input(arr)
+        if not bool(torch.isfinite(arr).all()):
+            raise ValueError(f"input holds values beyond the range of the model's {p.dtype}")
+        try:
+            self._check_input(arr)
+        except ValueError as e:
+            if arr.dim() == 3 and len(given) == 2:
+                raise ValueError(f"{e} (read from a 2-D array of shape {given} as (batch, time_steps, 1))") from None
+            raise
         return arr
 
     def predict(self, x: Any, batch_size: int | None = None) -> np.ndarray:
