@@ -2,6 +2,8 @@
 import csv
 import io
 import json
+import os
+import stat
 import time
 from pathlib import Path
 
@@ -330,3 +332,24 @@ def test_tutorial_defaults():
     assert (args.time_steps, args.hidden_units, args.activation, args.epochs, args.batch_size, args.lr,
             args.split, args.stride, args.scale_on, args.seed, args.device) == \
         (12, [3], ["tanh", "tanh"], 20, 1, 1e-3, 0.8, None, "train", 0, "cpu")
+
+
+def test_output_files_get_the_ordinary_mode(tmp_path):
+    """Atomic writes go through mkstemp (0600); the files must end up 0666 minus the umask."""
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("model.pt", "metrics.json", "plot.png", "loss.png"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_predict_out_and_checkpoint_paths_are_checked(tutorial_run, tmp_path, capsys):
+    run_dir = tutorial_run[0]
+    ckpt = run_dir / "model.pt"
+    assert main(["predict", "--checkpoint", str(ckpt), "--out", str(tmp_path), "--quiet"]) == 2
+    assert f"{tmp_path} is a directory" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", str(ckpt), "--out", str(tmp_path / "no" / "p.csv"), "--quiet"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", str(run_dir)]) == 2
+    assert "is a directory; give the model.pt file inside it" in capsys.readouterr().err

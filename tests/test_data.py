@@ -501,3 +501,10 @@ def test_persistence_rmse_on_sunspots():
 def test_persistence_needs_3d():
     with pytest.raises(ValueError, match=r"X must have shape \(N, time_steps, features\), got \(3, 4\)"):
         D.persistence_forecast(np.zeros((3, 4)))
+
+
+def test_constant_training_part_cannot_be_scaled():
+    from torchrnn.data import DataError, fit_scaler
+
+    with pytest.raises(DataError, match=r"the training part is constant \(5 values all equal to 3.0\)"):
+        fit_scaler(np.full(5, 3.0))

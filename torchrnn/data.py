@@ -295,6 +295,10 @@ def fit_scaler(train, full=None, scale_on: str = "train") -> MinMaxScaler:
             raise ValueError("`full` must be the whole series and begin with the `train` part")
     else:
         raise ValueError(f"scale_on must be 'train' or 'all', got {scale_on!r}")
+    if np.ptp(fit_on) == 0:
+        # MinMaxScaler would silently use a range of 1 and 'scaled' numbers would mean nothing.
+        raise DataError(f"cannot scale: the {'training part' if scale_on == 'train' else 'series'} is constant "
+                        f"({fit_on.size} values all equal to {float(fit_on[0])!r})")
     return MinMaxScaler(feature_range=(0, 1)).fit(fit_on.reshape(-1, 1))
 
 

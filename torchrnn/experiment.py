@@ -208,8 +208,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     ``os.replace`` it into place: a reader (or an interrupted run) sees the old file or the
     complete new one, never half of one."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file 0600; give it the mode an ordinary open() would (0666 - umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
             write(f)
             f.flush()
@@ -236,6 +244,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     file is missing, unreadable, not a torchrnn checkpoint, or inconsistent with its config.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory; give the model.pt file inside it")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
     if not zipfile.is_zipfile(path):

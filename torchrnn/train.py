@@ -378,8 +378,10 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
             seen, running_sum = 0, 0.0
             bar = None
             if bar_cls is not None:
+                # Outside a terminal (a log file, CI) one line per epoch, not a stream of redraws.
                 bar = bar_cls(total=n_batches, desc=f"Epoch {epoch}/{epochs}", unit="batch",
-                              file=sys.stderr, leave=True, dynamic_ncols=True)
+                              file=sys.stderr, leave=True, dynamic_ncols=True,
+                              mininterval=0.1 if sys.stderr.isatty() else float("inf"))
             for b in range(n_batches):
                 s = b * batch_size
                 xb, yb = Xe[s:s + batch_size], ye[s:s + batch_size]
