@@ -219,11 +219,14 @@ def cpu_hogs(n: int):
 
     Only the processes started here are stopped, by their own pid.
     """
+    global _HOGS
     procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    _HOGS += n
     try:
         time.sleep(0.5 if n else 0)
         yield procs
     finally:
+        _HOGS -= n
         for p in procs:
             p.kill()
             p.wait()
@@ -247,6 +250,29 @@ def cpu_busy(seconds: float = 3.0) -> float:
     except OSError:
         return float("nan")
     return 1.0 - (i1 - i0) / max(t1 - t0, 1)
+
+
+# Gate for every timed repeat: wait (up to GATE_WAIT s) until other processes use at most
+# GATE_BUSY of the CPUs. Our own busy-loop processes are allowed for. Set GATE_WAIT=0 to disable.
+GATE_BUSY = float(os.environ.get("BENCH_GATE_BUSY", "0.15"))
+GATE_WAIT = float(os.environ.get("BENCH_GATE_WAIT", "120"))
+_HOGS = 0
+
+
+def gate() -> float:
+    """Wait for a quiet moment before one timed repeat; return the busy fraction seen last.
+
+    Between repeats none of our workers runs, so what /proc/stat shows is other processes (plus
+    our own busy loops in a 'busy' condition, which are subtracted).
+    """
+    if GATE_WAIT <= 0:
+        return float("nan")
+    deadline = time.time() + GATE_WAIT
+    own = _HOGS / (os.cpu_count() or 1)
+    while True:
+        busy = max(0.0, cpu_busy(1.0) - own)
+        if busy <= GATE_BUSY or time.time() >= deadline:
+            return round(busy, 3)
 
 
 def check_quiet(max_busy: float, wait: float = 0.0) -> dict:

@@ -182,11 +182,13 @@ def measure(ws: dict, epochs: int, repeats: int, condition: str, log=print) -> l
     runs = {name: [] for name in ws}
     for r, order in C.rotations(list(ws), repeats):
         for name in order:
+            others = C.gate()
             out = ws[name].call("run", seed=r, epochs=epochs)
             out["loadavg"] = C.loadavg()
+            out["others_busy_before"] = others
             runs[name].append(out)
             log(f"  [{condition}] rep {r + 1}/{repeats} {name:16s} {out['seconds']:7.2f} s  "
-                f"loss {out['final_loss']:.5f}  load {out['loadavg'][0]}")
+                f"loss {out['final_loss']:.5f}  load {out['loadavg'][0]}  others busy before {others}")
     rows = []
     for name, rs in runs.items():
         steady = [s for o in rs for s in o["epoch_seconds"][1:]]
@@ -196,7 +198,8 @@ def measure(ws: dict, epochs: int, repeats: int, condition: str, log=print) -> l
                      "first_epoch_s": C.median([o["epoch_seconds"][0] for o in rs]),
                      "steady_epoch_s": C.median(steady) if steady else None,
                      "final_loss": [o["final_loss"] for o in rs],
-                     "loadavg": [o["loadavg"] for o in rs], "info": ws[name].info})
+                     "loadavg": [o["loadavg"] for o in rs],
+                     "others_busy_before": [o["others_busy_before"] for o in rs], "info": ws[name].info})
     return rows
 
 

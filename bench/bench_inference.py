@@ -117,15 +117,18 @@ def variant_name(worker: str, batch: str) -> str:
 
 def measure(ws, jobs, repeats, condition, log=print):
     times = {j: [] for j in jobs}
+    busy_seen = {}
     heads = {}
     for j in jobs:  # warm-up, and the outputs for the agreement check
         heads[j] = np.asarray(ws[j[0]].call("run", case=j[1], batch=j[2])["head"])
     for r, order in C.rotations(jobs, repeats):
         for j in order:
+            others = C.gate()
             out = ws[j[0]].call("run", case=j[1], batch=j[2])
             times[j].append(out["seconds"])
+            busy_seen.setdefault(j, []).append(others)
             log(f"  [{condition}] rep {r + 1}/{repeats} {j[1]:5s} {variant_name(j[0], j[2]):32s} "
-                f"{out['seconds']:8.3f} s  load {C.loadavg()[0]}")
+                f"{out['seconds']:8.3f} s  load {C.loadavg()[0]}  others busy before {others}")
     rows = []
     for (w, case, b), ts in times.items():
         c = CASES[case]
@@ -135,6 +138,7 @@ def measure(ws, jobs, repeats, condition, log=print):
                      "case_key": case, "condition": condition, "variant": variant_name(w, b), "worker": w,
                      "batch": b, "median_s": C.median(ts), "times_s": ts,
                      "max_abs_diff_vs_torch": float(np.max(np.abs(heads[(w, case, b)] - ref))),
+                     "others_busy_before": busy_seen.get((w, case, b), []),
                      "info": ws[w].info})
     return rows
 

@@ -108,6 +108,7 @@ def main(argv=None):
     probes = []
     for _, order in C.rotations(jobs, args.repeats):
         for kind, what in order:
+            C.gate()
             if kind == "cli":
                 dt, cp = wall(cli_command(what))
                 if cp.returncode != 0 or "PARITY" not in cp.stdout:

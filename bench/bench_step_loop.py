@@ -111,6 +111,7 @@ def main(argv=None):
                                                      min_time=args.min_time)["iters"]
                     times = {j: [] for j in jobs}
                     for _, order in C.rotations(jobs, args.repeats):
+                        C.gate()
                         for act, fused in order:
                             times[(act, fused)].append(w.call("run", shape=shape, act=act, fused=fused, mode=mode,
                                                               iters=iters[(act, fused)])["seconds"])

@@ -83,9 +83,15 @@ def main(argv=None):
     machine = C.machine_info()
     print(f"bench_threads: nproc {machine['nproc']}, load {machine['loadavg_at_start']}", flush=True)
     rows, ratios = [], []
-    capacity = {"alone_s": statistics.median(spin() for _ in range(3))}
+    def spins():
+        out = []
+        for _ in range(3):
+            C.gate()
+            out.append(spin())
+        return statistics.median(out)
+    capacity = {"alone_s": spins()}
     with C.cpu_hogs(args.busy or 1):
-        capacity["beside_busy_s"] = statistics.median(spin() for _ in range(3))
+        capacity["beside_busy_s"] = spins()
     capacity["slowdown"] = capacity["beside_busy_s"] / capacity["alone_s"]
     print(f"capacity: pure-Python loop alone {capacity['alone_s']:.3f} s, beside {args.busy or 1} busy process(es) "
           f"{capacity['beside_busy_s']:.3f} s (x{capacity['slowdown']:.2f})")
@@ -97,6 +103,7 @@ def main(argv=None):
             with C.cpu_hogs(n_busy):
                 times = {(w, op): [] for w in ws for op in ITERS}
                 for _, order in C.rotations(list(times), args.repeats):
+                    C.gate()
                     for w, op in order:
                         times[(w, op)].append(ws[w].call("run", op=op, iters=ITERS[op])["seconds"])
             for (w, op), ts in times.items():

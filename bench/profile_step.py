@@ -94,7 +94,10 @@ def phases(Xt, yt, reps=7, epochs_per_rep=2) -> dict:
         return [a / steps * 1e6 for a in acc], wall / steps * 1e6
 
     run(300)
-    runs = [run(n * epochs_per_rep) for _ in range(reps)]
+    runs = []
+    for _ in range(reps):
+        C.gate()
+        runs.append(run(n * epochs_per_rep))
     med = {k: statistics.median(r[0][i] for r in runs) for i, k in enumerate(names)}
     wall = statistics.median(r[1] for r in runs)
     return {"us_per_step": med, "wall_us_per_step": wall,
@@ -330,6 +333,7 @@ def prototypes(Xt, yt, reps=9) -> dict:
     Xe, ye = Xt[idx], yt[idx]
     times = {k: [] for k in PROTOTYPES}
     for _, order in C.rotations(PROTOTYPES, reps):
+        C.gate()
         for k in order:
             st = steps[k]
             t0 = time.perf_counter()
@@ -378,6 +382,7 @@ def inference(reps=5) -> dict:
         diffs = {k: float(np.abs(f() - ref).max()) for k, f in variants.items() if "as_input" not in k}
         times = {k: [] for k in variants}
         for _, order in C.rotations(list(variants), reps):
+            C.gate()
             for k in order:
                 t0 = time.perf_counter()
                 variants[k]()

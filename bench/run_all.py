@@ -50,6 +50,7 @@ def run(names, quick: bool, max_busy: float, wait: float, extra: dict) -> dict:
         part.setdefault("ratios", [])
         results["benches"][name] = part
     results["quick"] = quick
+    results["gate"] = {"max_busy": C.GATE_BUSY, "wait_s": C.GATE_WAIT}
     return results
 
 
@@ -112,6 +113,9 @@ def render(results: dict) -> str:
             f"Run {m['time']}. Reproduce: `python bench/run_all.py` (see bench/README.md).", "",
             "Contenders (each in its own process; `t1` = 1 intra-op thread, `tdef` = the framework's default):", "",
             *thread_lines, "",
+            (f"Every timed repeat waited (up to {results['gate']['wait_s']:.0f} s) until other processes used at most "
+             f"{results['gate']['max_busy']:.0%} of the CPUs (1-s samples of /proc/stat)." if results.get("gate") else ""),
+            "",
             "Other processes' CPU use just before each benchmark (3-s sample; 1.0 = every core busy), and load "
             "average (1, 5, 15 min) before / after: " + "; ".join(
                 f"{k} {v.get('others_cpu_busy_before', float('nan')):.2f}, {v['before']} / {v.get('after')}"
@@ -136,12 +140,14 @@ def render(results: dict) -> str:
         out += [f"### Tutorial fit ({fit['epochs']} epochs, batch size 1, 187 windows; "
                 f"median of {fit['repeats']} fresh-model fits after a warm-up)", "",
                 "`busyN` = the same measurement with N busy-loop processes running (another job on the machine).", "",
-                "| condition | contender | fit median | first epoch | steady epoch | final loss (per repeat) |",
-                "|---|---|---|---|---|---|"]
+                "| condition | contender | fit median | first epoch | steady epoch | final loss (per repeat) | "
+                "others' CPU before each repeat |",
+                "|---|---|---|---|---|---|---|"]
         for r in fit["rows"]:
             out.append(f"| {r['condition']} | {r['variant']} | {C.fmt_s(r['median_s'])} | {C.fmt_s(r['first_epoch_s'])} "
                        f"| {C.fmt_s(r['steady_epoch_s'] or float('nan'))} | "
-                       f"{', '.join(f'{v:.4f}' for v in r['final_loss'])} |")
+                       f"{', '.join(f'{v:.4f}' for v in r['final_loss'])} | "
+                       f"{', '.join(f'{v:.2f}' for v in r.get('others_busy_before', []))} |")
         out.append("")
     inf = results["benches"].get("inference")
     if inf:
