@@ -1,4 +1,4 @@
-"""The step loop's own backward pass (one autograd node per sequence) against plain autograd."""
+"""The step loop's own autograd node (a whole SimpleRNN layer) against plain autograd."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,59 +9,70 @@ from hypothesis import strategies as st
 
 from parity import assert_close
 from torchrnn import ACTIVATIONS, create_rnn
-from torchrnn.layers import _ELEMENTWISE, _Recurrence
+from torchrnn.layers import _ELEMENTWISE, _SequenceFn
 
 GRAD_ATOL = 1e-10  # float64 gradients: the two computations differ only in summation order
 
 
-def plain_autograd_states(xp, weight_hh, act):
-    h = xp.new_zeros(xp.shape[0], xp.shape[2])
+def plain_autograd_layer(x, w_ih, b, w_hh, act):
+    """The SimpleRNN recurrence written the obvious way; autograd differentiates it op by op."""
+    h = x.new_zeros(x.shape[0], w_hh.shape[0])
     out = []
-    for t in range(xp.shape[1]):
-        h = act(xp[:, t] + h @ weight_hh.t())
+    for t in range(x.shape[1]):
+        z = x[:, t] @ w_ih.t() + h @ w_hh.t()
+        h = act(z if b is None else z + b)
         out.append(h)
     return torch.stack(out, 1)
 
 
+def _tensors(seed, n, steps, feats, units, bias=True):
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape):
+        return (torch.rand(*shape, generator=g, dtype=torch.float64) - 0.5).requires_grad_(True)
+
+    return r(n, steps, feats), r(units, feats), (r(units) if bias else None), r(units, units)
+
+
 @pytest.mark.parametrize("name", sorted(_ELEMENTWISE))
 def test_gradcheck_every_elementwise_activation(name):
-    g = torch.Generator().manual_seed(0)
-    xp = (torch.rand(2, 5, 3, generator=g, dtype=torch.float64) - 0.5).requires_grad_(True)
-    w = (torch.rand(3, 3, generator=g, dtype=torch.float64) - 0.5).requires_grad_(True)
-    act = ACTIVATIONS[name]
+    x, w_ih, b, w_hh = _tensors(0, 2, 5, 2, 3)
     # kinks (relu at 0, shrink thresholds) are measure-zero for these random inputs
-    assert torch.autograd.gradcheck(lambda a, b: _Recurrence.apply(a, b, act), (xp, w), eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradcheck(lambda *a: _SequenceFn.apply(*a, name), (x, w_ih, b, w_hh), eps=1e-6, atol=1e-7)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=st.sampled_from(sorted(_ELEMENTWISE)), n=st.integers(1, 4), steps=st.integers(1, 20),
-       units=st.integers(1, 8), seed=st.integers(0, 1000))
-def test_custom_backward_equals_plain_autograd(name, n, steps, units, seed):
-    g = torch.Generator().manual_seed(seed)
-    xp = (torch.rand(n, steps, units, generator=g, dtype=torch.float64) - 0.5)
-    w = (torch.rand(units, units, generator=g, dtype=torch.float64) - 0.5)
-    upstream = torch.rand(n, steps, units, generator=g, dtype=torch.float64)
+       feats=st.integers(1, 4), units=st.integers(1, 8), bias=st.booleans(), seed=st.integers(0, 1000))
+def test_own_node_equals_plain_autograd(name, n, steps, feats, units, bias, seed):
     act = ACTIVATIONS[name]
-    grads = []
-    for fn in (lambda a, b: _Recurrence.apply(a, b, act), lambda a, b: plain_autograd_states(a, b, act)):
-        a, b = xp.clone().requires_grad_(True), w.clone().requires_grad_(True)
-        out = fn(a, b)
+    upstream = torch.rand(n, steps, units, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    results = []
+    for fn in (lambda *a: _SequenceFn.apply(*a, name), lambda *a: plain_autograd_layer(*a, act)):
+        inputs = _tensors(seed, n, steps, feats, units, bias)
+        out = fn(*inputs)
         (out * upstream).sum().backward()
-        grads.append((out.detach(), a.grad, b.grad))
+        results.append([out.detach()] + [t.grad for t in inputs if t is not None])
     # exponential fed back into itself can overflow float64: not a question about the backward pass
-    assume(all(bool(torch.isfinite(t).all()) and float(t.abs().max()) < 1e6 for t in grads[1]))
-    for label, mine, ref in zip(("states", "d/dxp", "d/dW_hh"), grads[0], grads[1]):
+    assume(all(bool(torch.isfinite(t).all()) and float(t.abs().max()) < 1e6 for t in results[1]))
+    labels = ["states", "d/dx", "d/dW_ih"] + (["d/db"] if bias else []) + ["d/dW_hh"]
+    for label, mine, ref in zip(labels, *results):
         assert_close(mine, ref, atol=GRAD_ATOL, rtol=GRAD_ATOL, name=f"{name} {label}")
 
 
 def test_model_gradients_through_step_loop_equal_fused_kernel():
-    """tanh has both paths: the custom backward must give the fused kernel's gradients."""
-    m = create_rnn([5, 4], 2, (9, 3), seed=4).double()
-    x = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (3, 9, 3)))
-    grads = []
-    for fused in (True, False):
-        m.zero_grad()
-        m.use_fused_kernel(fused)(x).pow(2).sum().backward()
-        grads.append([p.grad.clone() for p in m.parameters()])
-    for (name, _), a, b in zip(m.named_parameters(), *grads):
-        assert_close(b, a, atol=GRAD_ATOL, rtol=GRAD_ATOL, name=f"grad {name}")
+    """tanh and relu have both paths: the own node must give the fused kernel's outputs and gradients."""
+    for act in ("tanh", "relu"):
+        m = create_rnn([5, 4], 2, (9, 3), (act, "linear"), use_bias=[True, False], seed=4).double()
+        x = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (3, 9, 3))).requires_grad_(True)
+        results = []
+        for fused in (True, False, None):  # None: the layer's own choice (the own node, with gradients)
+            m.zero_grad()
+            x.grad = None
+            out = m.use_fused_kernel(fused)(x)
+            out.pow(2).sum().backward()
+            results.append([out.detach(), x.grad.clone()] + [p.grad.clone() for p in m.parameters()])
+        names = ["output", "d/dx"] + [n for n, _ in m.named_parameters()]
+        for name, fused, loop, auto in zip(names, *results):
+            assert_close(loop, fused, atol=GRAD_ATOL, rtol=GRAD_ATOL, name=f"{act} {name} loop vs fused")
+            assert_close(auto, fused, atol=GRAD_ATOL, rtol=GRAD_ATOL, name=f"{act} {name} default vs fused")

@@ -21,6 +21,8 @@ input projection hoisted out of it for every other activation.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -34,7 +36,14 @@ class SimpleRNN(nn.Module):
     """Keras ``SimpleRNN(units, activation, use_bias, return_sequences, go_backwards)``.
 
     Parameters are stored in torch layout: ``weight_ih`` (H, F), ``weight_hh`` (H, H),
-    ``bias`` (H,) or None. ``use_fused`` may be set to False to force the step loop.
+    ``bias`` (H,) or None.
+
+    Which implementation runs (``use_fused``): ``None`` (the default) picks by measurement: with
+    gradients (training) the step loop's own autograd node, which does the forward and backward
+    of a tanh layer in 0.6-0.8x the time of the fused kernel under autograd (batch 1 x 12 steps x
+    3 units up to 64 x 120 x 64, bench/bench_step_loop.py); without gradients (inference) the
+    fused kernel for tanh and relu, one C++ call instead of a Python loop. ``True`` forces the
+    fused kernel where it applies, ``False`` the step loop: both give the same numbers (tests).
     """
 
     def __init__(self, input_size: int, units: int, activation: str | None = "tanh", *,
@@ -48,7 +57,7 @@ class SimpleRNN(nn.Module):
         self.return_sequences = bool(return_sequences)
         self.go_backwards = bool(go_backwards)
         self._act = _act.ACTIVATIONS[self.activation]
-        self.use_fused = self.activation in _FUSED
+        self.use_fused: bool | None = None
         # Keras initialisers are defined on Keras shapes; transpose into torch layout.
         self.weight_ih = nn.Parameter(glorot_uniform((self.input_size, self.units), generator).T.contiguous())
         self.weight_hh = nn.Parameter(orthogonal((self.units, self.units), generator).T.contiguous())
@@ -62,7 +71,11 @@ class SimpleRNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.go_backwards:
             x = x.flip(1)
-        seq = self._fused(x) if self.use_fused and self.activation in _FUSED else self._loop(x)
+        if self.use_fused is None:
+            fused = self.activation in _FUSED and not (torch.is_grad_enabled() and self.weight_hh.requires_grad)
+        else:
+            fused = self.use_fused and self.activation in _FUSED
+        seq = self._fused(x) if fused else self._loop(x)
         return seq if self.return_sequences else seq[:, -1]
 
     def _fused(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,15 +88,26 @@ class SimpleRNN(nn.Module):
         return out
 
     def _loop(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activation in _ELEMENTWISE and torch.is_grad_enabled():
+            return _SequenceFn.apply(x, self.weight_ih, self.bias, self.weight_hh, self.activation)
         # The input projection does not depend on h, so it is one matmul for the whole sequence.
         xp = torch.nn.functional.linear(x, self.weight_ih, self.bias)
-        if self.activation in _ELEMENTWISE and torch.is_grad_enabled():
-            return _Recurrence.apply(xp, self.weight_hh, self._act)
         return _recurrence_forward(xp, self.weight_hh, self._act)
 
 
 # softmax and log_softmax mix the units of a step, so their Jacobian is not a diagonal.
 _ELEMENTWISE = frozenset(_act.ACTIVATIONS) - {"softmax", "log_softmax"}
+
+# In-place forms, and act'(z) written in terms of the output h = act(z), for the activations
+# where that is exact; the others get act'(z) from autograd on the rebuilt pre-activations.
+_INPLACE = {"tanh": torch.Tensor.tanh_, "sigmoid": torch.Tensor.sigmoid_, "relu": torch.Tensor.relu_,
+            "linear": None}
+_DACT_FROM_OUTPUT = {
+    "tanh": lambda h: 1 - h * h,
+    "sigmoid": lambda h: h * (1 - h),
+    "relu": lambda h: (h > 0).to(h.dtype),
+    "linear": None,  # act' = 1: nothing to multiply
+}
 
 
 def _recurrence_forward(xp: torch.Tensor, weight_hh: torch.Tensor, act) -> torch.Tensor:
@@ -97,42 +121,108 @@ def _recurrence_forward(xp: torch.Tensor, weight_hh: torch.Tensor, act) -> torch
     return torch.stack(states, dim=1)
 
 
-class _Recurrence(torch.autograd.Function):
-    """The step loop as one autograd node, for element-wise activations.
+# Gradients that pass through act' < 1 at every step (sigmoid: <= 0.25) shrink geometrically and
+# reach denormal floats within ~60 steps; x86 CPUs compute on denormals ~100x slower (measured
+# here: the backward of a 120-step sigmoid layer 3.2x slower than with them flushed). TensorFlow
+# flushes them to zero in its kernels; this layer does so only inside its own backward pass, for
+# buffers large enough to matter, and puts the setting back. Values below 1.2e-38 (float32) or
+# 2.2e-308 (float64) become 0, far below every tolerance the tests use.
+_FLUSH_MIN_ELEMENTS = 4096
 
-    Autograd through a Python loop records several nodes per step and replays them one by one;
-    here the backward pass is one loop of three small ops per step. Everything that does not
-    depend on the step order is done once for the whole sequence: the pre-activations
-    ``z = xp + h_prev W_hh^T`` are rebuilt with one matmul, ``act'(z)`` comes from autograd in one
-    call (exact, because the activation acts element by element), and ``dL/dW_hh`` is one matmul.
-    Checked against plain autograd in the tests (float64 gradcheck and random configurations).
+
+def _flushing_denormals() -> bool:
+    return bool(torch.tensor(1e-40, dtype=torch.float32).mul(1.0).item() == 0.0)
+
+
+@contextlib.contextmanager
+def _denormals_flushed(elements: int, device: torch.device):
+    if elements < _FLUSH_MIN_ELEMENTS or device.type != "cpu" or _flushing_denormals():
+        yield
+        return
+    if not torch.set_flush_denormal(True):  # the CPU cannot: nothing to restore
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+class _SequenceFn(torch.autograd.Function):
+    """A whole SimpleRNN layer (input projection, bias, recurrence) as one autograd node.
+
+    Autograd through a Python loop records several nodes per step and replays them one by one.
+    Here the states live time-major in one buffer that the forward loop fills in place
+    (``addmm_`` then the activation), and the backward pass is two in-place ops per step;
+    everything that does not depend on the step order is one matmul over all steps: the input
+    projection, ``dL/dW_ih``, ``dL/dW_hh``, ``dL/db`` and ``dL/dx``. ``act'`` comes from the
+    outputs where that is exact (tanh, sigmoid, relu, linear) and otherwise from autograd on the
+    rebuilt pre-activations, once for the whole sequence (exact for element-wise activations).
+    Checked against plain autograd in the tests (float64 gradcheck, random configurations).
     """
 
     @staticmethod
-    def forward(ctx, xp, weight_hh, act):
-        with torch.no_grad():
-            states = _recurrence_forward(xp, weight_hh, act)
-        ctx.act = act
-        ctx.save_for_backward(xp, weight_hh, states)
-        return states
+    def forward(ctx, x, weight_ih, bias, weight_hh, activation):
+        n, steps, feats = x.shape
+        xs = x.transpose(0, 1).reshape(steps * n, feats)  # time-major rows: step t is rows t*n..
+        if bias is None:
+            states = xs @ weight_ih.t()
+        else:
+            states = torch.addmm(bias, xs, weight_ih.t())
+        states = states.view(steps, n, -1)  # pre-activations, overwritten by the states
+        w_hh_t = weight_hh.t()
+        inplace = _INPLACE.get(activation, False)
+        act = _act.ACTIVATIONS[activation]
+        for t in range(steps):
+            if t:
+                states[t].addmm_(states[t - 1], w_hh_t)
+            if inplace is False:
+                states[t] = act(states[t])
+            elif inplace is not None:
+                inplace(states[t])
+        ctx.activation = activation
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(xs, weight_ih, bias, weight_hh, states)
+        return states.transpose(0, 1)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_states):
-        xp, weight_hh, states = ctx.saved_tensors
-        # h_{t-1} for every step: zeros, then the states shifted by one.
-        prev = torch.cat([states.new_zeros(states.shape[0], 1, states.shape[2]), states[:, :-1]], dim=1)
-        with torch.enable_grad():
-            z = torch.addmm(xp.reshape(-1, xp.shape[2]), prev.reshape(-1, prev.shape[2]), weight_hh.t())
-            z = z.detach().requires_grad_(True)
-            (dact,) = torch.autograd.grad(ctx.act(z).sum(), z)
-        dact = dact.view_as(xp)
-        grads = [None] * xp.shape[1]
-        g = None
-        for t in range(xp.shape[1] - 1, -1, -1):
-            g = grad_states[:, t] if g is None else torch.addmm(grad_states[:, t], g, weight_hh)
-            g = g * dact[:, t]
-            grads[t] = g
-        grad_pre = torch.stack(grads, dim=1)
-        grad_w = grad_pre.reshape(-1, grad_pre.shape[2]).t() @ prev.reshape(-1, prev.shape[2])
-        return grad_pre, grad_w, None
+    def backward(ctx, grad_out):
+        with _denormals_flushed(ctx.saved_tensors[4].numel(), grad_out.device):
+            return _SequenceFn._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out):
+        xs, weight_ih, bias, weight_hh, states = ctx.saved_tensors
+        steps, n, units = states.shape
+        if ctx.activation in _DACT_FROM_OUTPUT:
+            f = _DACT_FROM_OUTPUT[ctx.activation]
+            dact = None if f is None else f(states)
+        else:
+            prev = torch.cat([states.new_zeros(1, n, units), states[:-1]]).view(steps * n, units)
+            z = torch.addmm(xs @ weight_ih.t() if bias is None else torch.addmm(bias, xs, weight_ih.t()),
+                            prev, weight_hh.t())
+            with torch.enable_grad():
+                z = z.detach().requires_grad_(True)
+                (dact,) = torch.autograd.grad(_act.ACTIVATIONS[ctx.activation](z).sum(), z)
+            dact = dact.view(steps, n, units)
+        g_tm = grad_out.transpose(0, 1)
+        gp = torch.empty_like(states)  # dL/dz for every step, time-major
+        gp[-1] = g_tm[-1]
+        if dact is not None:
+            gp[-1].mul_(dact[-1])
+        for t in range(steps - 2, -1, -1):
+            torch.addmm(g_tm[t], gp[t + 1], weight_hh, out=gp[t])
+            if dact is not None:
+                gp[t].mul_(dact[t])
+        g2 = gp.view(steps * n, units)
+        grad_x = grad_w_ih = grad_b = grad_w_hh = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (g2 @ weight_ih).view(steps, n, -1).transpose(0, 1)
+        if ctx.needs_input_grad[1]:
+            grad_w_ih = g2.t() @ xs
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = g2.sum(0)
+        if ctx.needs_input_grad[3]:
+            grad_w_hh = g2[n:].t() @ states[:-1].reshape((steps - 1) * n, units)
+        return grad_x, grad_w_ih, grad_b, grad_w_hh, None

@@ -194,10 +194,11 @@ class RNNModel(nn.Module):
             x = seq
         return states
 
-    def use_fused_kernel(self, flag: bool) -> "RNNModel":
-        """Force the step loop (False) or allow torch's fused kernel where it applies (True)."""
+    def use_fused_kernel(self, flag: bool | None) -> "RNNModel":
+        """Force torch's fused kernel where it applies (True), the step loop (False), or let each
+        layer choose by measurement (None, the default; see :class:`torchrnn.layers.SimpleRNN`)."""
         for layer in self.rnn:
-            layer.use_fused = bool(flag)
+            layer.use_fused = None if flag is None else bool(flag)
         return self
 
     # ---- Keras-compatible weight access -------------------------------------------------
