@@ -9,7 +9,8 @@ Contenders (each in its own worker process, see ``_common``):
     torchrnn-t1 / torchrnn-tdef   torchrnn.train.fit, torch intra-op threads 1 / torch's default
     keras-tdef / keras-t1         model.fit(..., batch_size=1, verbose=0), TF intra-op default / 1
     plain-torch-t1                nn.RNN + nn.Linear + torch.optim.Adam, a textbook loop (reference)
-    proto-C-t1                    torchrnn.train.fit with profile_step.py's prototype C (NOT shipped code)
+    proto-C2-t1                   torchrnn.train.fit with profile_step.py's prototype C2 (NOT shipped code)
+    numpy-floor                   profile_step.py's NumPy step, a floor reference (NOT a proposal)
 
 Every repeat builds a fresh model (fixed seed per repeat) and times ``fit`` alone, including
 Keras's tracing of its train function for the new model, which is what a user waits for. Each
@@ -123,14 +124,15 @@ def keras_worker(args):
 
 def proto_worker(args):
     """torchrnn.train.fit itself, on a model and optimizer changed as bench/profile_step.py's
-    prototype C proposes (one autograd node for the tanh SimpleRNN, Keras Adam on flat buffers).
-    Not what torchrnn ships: it shows what those changes would give in this same run."""
+    prototype C2 proposes (the tanh SimpleRNN as one lean autograd node returning the last state,
+    per-step views by unbind; Keras Adam on flat buffers). Not what torchrnn ships: it shows what
+    those changes give in this same run."""
     info = C.setup_torch(args.threads)
     import torch
     from profile_step import _prototypes
     from torchrnn import create_rnn
     from torchrnn.train import fit
-    TanhRNN, _, FlatKerasAdam = _prototypes()
+    _, _, FlatKerasAdam, TanhRNNUnbind = _prototypes()
     X, y = tutorial_data()
 
     class Proto(torch.nn.Module):
@@ -140,7 +142,7 @@ def proto_worker(args):
 
         def forward(self, x):
             rnn = self.m.rnn[0]
-            return torch.tanh(self.m.dense(TanhRNN.apply(x, rnn.weight_ih, rnn.bias, rnn.weight_hh)))
+            return torch.tanh(self.m.dense(TanhRNNUnbind.apply(x, rnn.weight_ih, rnn.bias, rnn.weight_hh)))
 
     def run(req):
         model = create_rnn(3, 1, (12, 1), ("tanh", "tanh"), seed=req["seed"])
@@ -154,7 +156,36 @@ def proto_worker(args):
     return info, {"run": run}
 
 
-WORKERS = {"torchrnn": torchrnn_worker, "plain": plain_torch_worker, "keras": keras_worker, "proto": proto_worker}
+def numpy_worker(args):
+    """Floor reference, not a proposal: profile_step.py's NumPy step (forward, manual backward,
+    Keras Adam in float32) in fit's loop shape (a torch.randperm order per epoch, seeded)."""
+    info = C.setup_torch(args.threads)
+    info["framework"] = "numpy"
+    import numpy as np
+    import torch
+    from profile_step import NumpyTutorialStep
+    from torchrnn import create_rnn
+    X, y = tutorial_data()
+    X32, y32 = X.astype(np.float32), y.astype(np.float32)
+
+    def run(req):
+        step = NumpyTutorialStep(create_rnn(3, 1, (12, 1), ("tanh", "tanh"), seed=req["seed"]))
+        gen = torch.Generator().manual_seed(req["seed"])
+        epoch_s, losses = [], []
+        t0 = time.perf_counter()
+        for _ in range(req["epochs"]):
+            te = time.perf_counter()
+            losses = [step(X32[i:i + 1], y32[i:i + 1]) for i in torch.randperm(len(X32), generator=gen).tolist()]
+            epoch_s.append(time.perf_counter() - te)
+        dt = time.perf_counter() - t0
+        return {"seconds": dt, "epoch_seconds": epoch_s, "final_loss": float(np.mean(losses))}
+
+    run({"seed": 1234, "epochs": 1})
+    return info, {"run": run}
+
+
+WORKERS = {"torchrnn": torchrnn_worker, "plain": plain_torch_worker, "keras": keras_worker, "proto": proto_worker,
+           "numpy": numpy_worker}
 
 
 def _threads(s: str):
@@ -171,7 +202,8 @@ def contenders(args) -> dict[str, list[str]]:
     if args.plain:
         specs["plain-torch-t1"] = [me, "--serve", "plain", "--threads", "1"]
     if args.proto:
-        specs["proto-C-t1"] = [me, "--serve", "proto", "--threads", "1"]
+        specs["proto-C2-t1"] = [me, "--serve", "proto", "--threads", "1"]
+        specs["numpy-floor"] = [me, "--serve", "numpy", "--threads", "1"]
     if args.keras:
         for t in args.tf_threads.split(","):
             specs[f"keras-t{t if t != 'default' else 'def'}"] = [me, "--serve", "keras", "--threads", t]
@@ -210,18 +242,20 @@ def ratios(rows: list[dict]) -> list[dict]:
         keras = by.get((cond, "keras-tdef"))
         if keras is None:
             continue
-        for v in ("torchrnn-tdef", "torchrnn-t1", "plain-torch-t1", "proto-C-t1"):
+        for v in ("torchrnn-tdef", "torchrnn-t1", "plain-torch-t1", "proto-C2-t1", "numpy-floor"):
             if (cond, v) in by:
                 out.append(C.ratio(f"fit [{cond}] {v} / keras-tdef", by[(cond, v)], keras,
                                    0.2 if v.startswith(("torchrnn", "proto")) else None,
-                                   "prototype, not shipped" if v.startswith("proto") else "",
-                                   headline=v != "plain-torch-t1"))
+                                   {"proto-C2-t1": "prototype, not shipped",
+                                    "numpy-floor": "floor reference, not a proposal"}.get(v, ""),
+                                   headline=v.startswith(("torchrnn", "proto"))))
         if (cond, "torchrnn-tdef") in by and (cond, "torchrnn-t1") in by:
             out.append(C.ratio(f"fit [{cond}] torchrnn-t1 / torchrnn-tdef", by[(cond, "torchrnn-t1")],
                                by[(cond, "torchrnn-tdef")], None, "threads: 1 vs torch default"))
-        if (cond, "proto-C-t1") in by and (cond, "torchrnn-t1") in by:
-            out.append(C.ratio(f"fit [{cond}] proto-C-t1 / torchrnn-t1", by[(cond, "proto-C-t1")],
-                               by[(cond, "torchrnn-t1")], None, "gain of the prototype"))
+        for v, note in (("proto-C2-t1", "gain of the prototype"), ("numpy-floor", "NumPy floor reference")):
+            if (cond, v) in by and (cond, "torchrnn-t1") in by:
+                out.append(C.ratio(f"fit [{cond}] {v} / torchrnn-t1", by[(cond, v)], by[(cond, "torchrnn-t1")],
+                                   None, note))
     return out
 
 
@@ -239,7 +273,7 @@ def main(argv=None):
     p.add_argument("--no-keras", dest="keras", action="store_false", help="skip Keras")
     p.add_argument("--no-plain", dest="plain", action="store_false", help="skip the plain-torch reference loop")
     p.add_argument("--no-proto", dest="proto", action="store_false",
-                   help="skip the prototype contender (profile_step.py's change C; not shipped code)")
+                   help="skip the prototype and NumPy-floor contenders (profile_step.py; not shipped code)")
     p.add_argument("--out", default=None, help="write the results JSON here")
     args = p.parse_args(argv)
     if args.serve:

@@ -87,7 +87,7 @@ def _versions(results: dict) -> tuple[str, list[str]]:
             if key in seen:
                 continue
             seen[key] = info
-            if info["framework"] == "torch":
+            if info["framework"] in ("torch", "numpy"):
                 lines.append(f"- `{key}`: torch {info['torch']}, intra-op threads {info['intra_op_threads']} "
                              f"(setting: {info['threads_setting']}), inter-op {info['inter_op_threads']}")
             else:
@@ -161,15 +161,17 @@ def render(results: dict) -> str:
     st = results["benches"].get("step_loop")
     if st:
         out += [f"### Step loop vs fused, one `SimpleRNN` layer (median of {st['repeats']})", "",
-                "| threads | case | tanh (fused) | tanh (step loop) | linear (step loop) | sigmoid (step loop) |",
-                "|---|---|---|---|---|---|"]
+                "| threads | case | tanh (fused) | tanh (step loop) | linear (step loop) | sigmoid (step loop) | "
+                "sigmoid (step loop, flush denormals) |",
+                "|---|---|---|---|---|---|---|"]
         groups: dict = {}
         for r in st["rows"]:
             groups.setdefault((r["threads"], r["case"]), {})[r["variant"].split(" ", 1)[1]] = r["median_s"]
         for (th, case), v in groups.items():
             ref = v.get("tanh (fused)")
             cells = [f"{C.fmt_s(v[k])}" + (f" ({v[k] / ref:.2f}x)" if ref and k != "tanh (fused)" else "")
-                     for k in ("tanh (fused)", "tanh (step loop)", "linear (step loop)", "sigmoid (step loop)")]
+                     for k in ("tanh (fused)", "tanh (step loop)", "linear (step loop)", "sigmoid (step loop)",
+                               "sigmoid (step loop, flush denormals)") if k in v]
             out.append(f"| {th} | {case} | " + " | ".join(cells) + " |")
         out.append("")
     pc = results["benches"].get("parity_cli")
