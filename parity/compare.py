@@ -57,7 +57,8 @@ def compare(actual: Any, expected: Any, *, atol: float, rtol: float = 0.0, name:
             check_dtype: bool = False) -> Diff:
     """Compare two arrays; raise ``AssertionError`` on a shape (or dtype) mismatch, else return a Diff.
 
-    NaN anywhere counts as a mismatch (never as equal).
+    NaN anywhere counts as a mismatch (never as equal); an infinity agrees only with the same
+    infinity.
     """
     a, e = _as_numpy(actual), _as_numpy(expected)
     if a.shape != e.shape:
@@ -72,7 +73,11 @@ def compare(actual: Any, expected: Any, *, atol: float, rtol: float = 0.0, name:
         diff = np.where(np.isnan(diff), np.inf, diff)
         rel = diff / np.maximum(np.abs(e64), np.finfo(np.float64).tiny)
     idx = np.unravel_index(int(np.argmax(diff)), a.shape)
-    ok = bool(np.all(diff <= atol + rtol * np.abs(e64)))
+    with np.errstate(invalid="ignore"):
+        # rtol scales with |expected| only where expected is finite: inf * rtol would excuse anything.
+        # Identical values (the same infinity on both sides) agree; NaN never does.
+        bound = atol + rtol * np.where(np.isfinite(e64), np.abs(e64), 0.0)
+        ok = bool(np.all((diff <= bound) | ((a64 == e64) & ~np.isnan(a64))))
     return Diff(name, a.shape, float(diff[idx]), float(np.max(rel)), float(np.mean(diff)),
                 tuple(int(i) for i in idx), float(a64[idx]), float(e64[idx]), atol, rtol, ok)
 

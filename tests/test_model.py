@@ -214,3 +214,11 @@ def test_input_errors_say_what_was_given():
         m.predict(np.full((1, 12, 1), 1e39))
     with pytest.raises(ValueError, match=r"input is empty \(shape \(0, 12, 1\)\)"):
         m.predict(np.zeros((0, 12, 1)))
+
+
+def test_compare_never_excuses_nan_or_a_different_infinity():
+    from parity import compare
+
+    assert compare([np.inf], [np.inf], atol=1e-5, rtol=1e-5).ok
+    for actual, expected in [([np.nan], [np.inf]), ([np.nan], [np.nan]), ([-np.inf], [np.inf]), ([1.0], [np.inf])]:
+        assert not compare(actual, expected, atol=1e-5, rtol=1e-5).ok, (actual, expected)
