@@ -128,13 +128,14 @@ def _time_major_states(x: torch.Tensor, weight_ih: torch.Tensor, bias: torch.Ten
         w_hh_t = weight_hh.t()
         inplace = _INPLACE.get(activation, False)
         act = _act.ACTIVATIONS[activation]
-        for t in range(steps):
+        rows = states.unbind(0)  # one op for all per-step views, not one indexing op per step
+        for t, row in enumerate(rows):
             if t:
-                states[t].addmm_(states[t - 1], w_hh_t)
+                row.addmm_(rows[t - 1], w_hh_t)
             if inplace is False:
-                states[t] = act(states[t])
+                row.copy_(act(row))
             elif inplace is not None:
-                inplace(states[t])
+                inplace(row)
     return states, xs
 
 
@@ -218,15 +219,17 @@ class _SequenceFn(torch.autograd.Function):
                 z = z.detach().requires_grad_(True)
                 (dact,) = torch.autograd.grad(_act.ACTIVATIONS[ctx.activation](z).sum(), z)
             dact = dact.view(steps, n, units)
-        g_tm = grad_out.transpose(0, 1)
+        g_tm = grad_out.transpose(0, 1).unbind(0)
         gp = torch.empty_like(states)  # dL/dz for every step, time-major
-        gp[-1] = g_tm[-1]
-        if dact is not None:
-            gp[-1].mul_(dact[-1])
+        gps = gp.unbind(0)
+        dacts = dact.unbind(0) if dact is not None else None
+        gps[-1].copy_(g_tm[-1])
+        if dacts is not None:
+            gps[-1].mul_(dacts[-1])
         for t in range(steps - 2, -1, -1):
-            torch.addmm(g_tm[t], gp[t + 1], weight_hh, out=gp[t])
-            if dact is not None:
-                gp[t].mul_(dact[t])
+            torch.addmm(g_tm[t], gps[t + 1], weight_hh, out=gps[t])
+            if dacts is not None:
+                gps[t].mul_(dacts[t])
         g2 = gp.view(steps * n, units)
         grad_x = grad_w_ih = grad_b = grad_w_hh = None
         if ctx.needs_input_grad[0]:
