@@ -68,7 +68,7 @@ def test_gradients_match_keras():
         assert_close(g, kg.numpy(), atol=1e-6, name=f"gradient of {name}")
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cfg=keras_configs(), seed=st.integers(0, 10_000))
 def test_random_keras_models_match_through_keras_order_weights(cfg, seed):
     km = keras_create_rnn(**cfg, seed=seed)

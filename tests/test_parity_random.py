@@ -18,7 +18,7 @@ from torchrnn import create_rnn
 keras = pytest.importorskip("keras", reason="the test extra installs Keras; pip install '.[test]'")
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(cfg=keras_configs(), seed=st.integers(0, 10_000))
 def test_random_models_live_and_through_every_keras3_format(cfg, seed, tmp_path_factory):
