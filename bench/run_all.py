@@ -49,6 +49,7 @@ def run(names, quick: bool, max_busy: float, wait: float, extra: dict) -> dict:
         part.setdefault("rows", [])
         part.setdefault("ratios", [])
         results["benches"][name] = part
+    results["git_at_end"] = C.git_state()  # the code may move under a long run on a shared tree
     results["quick"] = quick
     results["gate"] = {"max_busy": C.GATE_BUSY, "wait_s": C.GATE_WAIT}
     return results
@@ -110,6 +111,10 @@ def render(results: dict) -> str:
     out += [f"Machine: {m['cpu']}, nproc {m['nproc']}, {m['platform']}, Python {m['python']}; {vers}.",
             f"Code: commit {g.get('head', '?')}" + (f", with uncommitted changes to {', '.join(g['dirty_code'])}"
                                                     if g.get("dirty_code") else " (clean)") + ".",
+            *([f"**The code under test changed during the run** (commit {results['git_at_end']['head']} at the end): "
+               "benchmarks started later ran the newer code."]
+              if results.get("git_at_end") and (results["git_at_end"]["head"] != g.get("head")
+                                                or results["git_at_end"]["dirty_code"] != g.get("dirty_code")) else []),
             f"Run {m['time']}. Reproduce: `python bench/run_all.py` (see bench/README.md).", "",
             "Contenders (each in its own process; `t1` = 1 intra-op thread, `tdef` = the framework's default):", "",
             *thread_lines, "",
