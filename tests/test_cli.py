@@ -272,15 +272,15 @@ def test_interrupt_during_training_exits_130_without_files(tmp_path, capsys, mon
     import torchrnn.train as T
 
     calls = {"n": 0}
-    real_step = T.KerasAdam.step
+    real_step = T.KerasAdam._step  # what fit calls, with or without torch.optim's step wrapper
 
-    def step(self, closure=None):
+    def step(self):
         calls["n"] += 1
         if calls["n"] == 100:
             raise KeyboardInterrupt
-        return real_step(self, closure)
+        return real_step(self)
 
-    monkeypatch.setattr(T.KerasAdam, "step", step)
+    monkeypatch.setattr(T.KerasAdam, "_step", step)
     out = tmp_path / "run"
     assert main(["train", "--epochs", "2", "--out", str(out), "--quiet"]) == 130
     assert "interrupted" in capsys.readouterr().err

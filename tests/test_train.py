@@ -383,3 +383,14 @@ def test_tutorial_fit_learns(sunspots):
     h = fit(m, Xtr, ytr, epochs=20, batch_size=1, seed=0)
     assert len(h.loss) == 20
     assert h.loss[-1] < 0.5 * h.loss[0]
+
+
+def test_fit_honours_optimizer_step_hooks(sunspots):
+    """fit skips torch.optim's step wrapper only when it has nothing to do: a registered hook runs."""
+    Xtr, ytr = sunspots[0][:10], sunspots[1][:10]
+    m = create_rnn(3, 1, (12, 1), seed=0)
+    opt = KerasAdam(m.parameters())
+    seen = []
+    opt.register_step_post_hook(lambda o, args, kwargs: seen.append(1))
+    fit(m, Xtr, ytr, epochs=2, optimizer=opt)
+    assert len(seen) == 20
