@@ -64,15 +64,22 @@ def float32_atol_for(model, x):
 
 
 @st.composite
-def keras_configs(draw):
-    layers = draw(st.integers(1, 3))
+def model_configs(draw, rnn_activations=None, with_seed=False):
+    """create_rnn arguments over the space the issues name: 1-3 stacked layers of 1-16 units,
+    1-30 steps, 1-5 features, any activation pair, use_bias / go_backwards per layer,
+    return_sequences; ``with_seed`` adds a seed for the Keras initialisers."""
     names = sorted(ACTIVATIONS)
-    return dict(
+    rnn_names = names if rnn_activations is None else list(rnn_activations)
+    layers = draw(st.integers(1, 3))
+    cfg = dict(
         hidden_units=[draw(st.integers(1, 16)) for _ in range(layers)],
         dense_units=draw(st.integers(1, 3)),
         input_shape=(draw(st.integers(1, 30)), draw(st.integers(1, 5))),
-        activation=([draw(st.sampled_from(names)) for _ in range(layers)], draw(st.sampled_from(names))),
+        activation=([draw(st.sampled_from(rnn_names)) for _ in range(layers)], draw(st.sampled_from(names))),
         use_bias=[draw(st.booleans()) for _ in range(layers)],
         go_backwards=[draw(st.booleans()) for _ in range(layers)],
         return_sequences=draw(st.booleans()),
     )
+    if with_seed:
+        cfg["seed"] = draw(st.integers(0, 2**31 - 1))
+    return cfg

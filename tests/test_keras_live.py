@@ -13,7 +13,7 @@ from torchrnn import create_rnn
 
 keras = pytest.importorskip("keras", reason="the test extra installs Keras; pip install '.[test]'")
 
-from cases import K2_WEIGHTS, K2_X, K3_FLAT, K3_WEIGHTS, float32_atol_for, keras_configs, keras_create_rnn  # noqa: E402
+from cases import K2_WEIGHTS, K2_X, K3_FLAT, K3_WEIGHTS, float32_atol_for, model_configs, keras_create_rnn  # noqa: E402
 
 
 def test_tutorial_demo_three_ways():
@@ -69,7 +69,7 @@ def test_gradients_match_keras():
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cfg=keras_configs(), seed=st.integers(0, 10_000))
+@given(cfg=model_configs(), seed=st.integers(0, 10_000))
 def test_random_keras_models_match_through_keras_order_weights(cfg, seed):
     km = keras_create_rnn(**cfg, seed=seed)
     rng = np.random.default_rng(seed)

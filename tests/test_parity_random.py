@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cases import float32_atol_for, keras_configs, keras_create_rnn, keras_save
+from cases import float32_atol_for, model_configs, keras_create_rnn, keras_save
 from parity import FLOAT32_ATOL, assert_parity, from_keras, load_keras, load_keras_weights, numpy_forward, spec_to_config
 from parity.convert import spec_from_keras_model
 from torchrnn import create_rnn
@@ -20,7 +20,7 @@ keras = pytest.importorskip("keras", reason="the test extra installs Keras; pip 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
-@given(cfg=keras_configs(), seed=st.integers(0, 10_000))
+@given(cfg=model_configs(), seed=st.integers(0, 10_000))
 def test_random_models_live_and_through_every_keras3_format(cfg, seed, tmp_path_factory):
     km = keras_create_rnn(**cfg, seed=seed)
     rng = np.random.default_rng(seed)

@@ -7,24 +7,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from parity import FLOAT32_ATOL, FLOAT64_ATOL, assert_close, numpy_forward
-from torchrnn import ACTIVATIONS, create_rnn
+from cases import model_configs
+from torchrnn import create_rnn
 
-ACT_NAMES = sorted(ACTIVATIONS)
-
-
-@st.composite
-def configs(draw, rnn_activations=ACT_NAMES):
-    layers = draw(st.integers(1, 3))
-    return dict(
-        hidden_units=[draw(st.integers(1, 16)) for _ in range(layers)],
-        dense_units=draw(st.integers(1, 4)),
-        input_shape=(draw(st.integers(1, 30)), draw(st.integers(1, 5))),
-        activation=([draw(st.sampled_from(rnn_activations)) for _ in range(layers)], draw(st.sampled_from(ACT_NAMES))),
-        use_bias=[draw(st.booleans()) for _ in range(layers)],
-        go_backwards=[draw(st.booleans()) for _ in range(layers)],
-        return_sequences=draw(st.booleans()),
-        seed=draw(st.integers(0, 2**31 - 1)),
-    )
+def configs(rnn_activations=None):
+    return model_configs(rnn_activations, with_seed=True)
 
 
 def _random_bias(model, seed):
