@@ -79,6 +79,8 @@ def git_state() -> dict:
         except (OSError, subprocess.TimeoutExpired):
             return ""
     return {"head": git("rev-parse", "--short", "HEAD"),
+            # the trees of the code under test: a commit elsewhere (README, tests, bench) leaves them alone
+            "code_tree": " ".join(t[:7] for t in git("rev-parse", "HEAD:torchrnn", "HEAD:parity").split()),
             "dirty_code": [ln[3:] for ln in git("status", "--porcelain", "--", "torchrnn", "parity").splitlines()]}
 
 

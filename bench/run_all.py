@@ -101,6 +101,26 @@ def _versions(results: dict) -> tuple[str, list[str]]:
     return f"torch {torch_v}, {tf_v}", lines
 
 
+def _tree(git: dict) -> str:
+    """The torchrnn/ and parity/ trees of a recorded commit (older results carry only the commit)."""
+    if git.get("code_tree"):
+        return git["code_tree"]
+    try:
+        out = subprocess.run(["git", "rev-parse", f"{git.get('head')}:torchrnn", f"{git.get('head')}:parity"],
+                             capture_output=True, text=True, cwd=C.ROOT, timeout=10).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        out = []
+    return " ".join(t[:7] for t in out) or str(git.get("head"))
+
+
+def _code_moved(start: dict, end: dict | None) -> bool:
+    """True when torchrnn/ or parity/ changed between the start and the end of a run (a commit
+    that touched only the README, tests or bench/ does not count)."""
+    if not end:
+        return False
+    return _tree(start) != _tree(end) or start.get("dirty_code") != end.get("dirty_code")
+
+
 def render(results: dict) -> str:
     m = results["machine"]
     vers, thread_lines = _versions(results)
@@ -113,8 +133,11 @@ def render(results: dict) -> str:
                                                     if g.get("dirty_code") else " (clean)") + ".",
             *([f"**The code under test changed during the run** (commit {results['git_at_end']['head']} at the end): "
                "benchmarks started later ran the newer code."]
-              if results.get("git_at_end") and (results["git_at_end"]["head"] != g.get("head")
-                                                or results["git_at_end"]["dirty_code"] != g.get("dirty_code")) else []),
+              if _code_moved(g, results.get("git_at_end")) else []),
+            "Commit each benchmark started on (and the torchrnn/ parity/ trees, where recorded): " + ", ".join(
+                f"{k} {b.get('machine', {}).get('git', {}).get('head', '?')}"
+                + f" [{_tree(b.get('machine', {}).get('git', {}))}]"
+                for k, b in results["benches"].items()) + ".",
             f"Run {m['time']}. Reproduce: `python bench/run_all.py` (see bench/README.md).", "",
             "Contenders (each in its own process; `t1` = 1 intra-op thread, `tdef` = the framework's default):", "",
             *thread_lines, "",
@@ -139,6 +162,11 @@ def render(results: dict) -> str:
                 out.append(f"| {q['name']}{' (' + q['note'] + ')' if q.get('note') else ''} | {_fmt_ratio(q)} | "
                            f"{_target(q)} | {_met(q)} |")
     out += ["", "</details>"]
+    merged = [(k, b["merged_from_run"], (b.get("git") or {}).get("head")) for k, b in results["benches"].items()
+              if b.get("merged_from_run")]
+    if merged:
+        out += ["", "Parts of this file come from different runs (`run_all.py --merge`): " + "; ".join(
+            f"{k}: run {t}, commit {h}" for k, t, h in merged) + "."]
     out += ["", "## Absolute medians", ""]
     fit = results["benches"].get("fit")
     if fit:
@@ -240,6 +268,9 @@ def main(argv=None):
                         "(measured over 3 s from /proc/stat; default 0.1)")
     p.add_argument("--wait", type=float, default=300, help="seconds to wait for a quiet machine (default 300)")
     p.add_argument("--render-only", action="store_true", help="rebuild results.md from results.json")
+    p.add_argument("--merge", action="store_true",
+                   help="replace only the benchmarks run now in an existing results.json (e.g. re-run `fit` after a "
+                        "code change); the markdown then says which parts come from which run")
     p.add_argument("--results-dir", default=None,
                    help="where results.json/.md go (default bench/results, or bench/results/quick with --quick)")
     args = p.parse_args(argv)
@@ -249,6 +280,18 @@ def main(argv=None):
         results = json.loads((rdir / "results.json").read_text())
     else:
         results = run(args.benches, args.quick, args.max_busy, args.wait, {})
+        if args.merge and (rdir / "results.json").exists():
+            old = json.loads((rdir / "results.json").read_text())
+            for name in results["benches"]:
+                results["benches"][name]["merged_from_run"] = results["machine"]["time"]
+                results["benches"][name]["git"] = results["machine"]["git"]
+            for name, part in old["benches"].items():
+                if name not in results["benches"]:
+                    part.setdefault("merged_from_run", old["machine"]["time"])
+                    part.setdefault("git", old["machine"].get("git"))
+                    results["benches"][name] = part
+                    results["loads"].setdefault(name, old["loads"].get(name, {}))
+            results["benches"] = {k: results["benches"][k] for k in BENCHES if k in results["benches"]}
         C.write_json(rdir / "results.json", results)
     (rdir / "results.md").write_text(render(results))
     print(f"wrote {rdir / 'results.json'} and {rdir / 'results.md'}")
