@@ -34,23 +34,35 @@ def _tensors(seed, n, steps, feats, units, bias=True):
     return r(n, steps, feats), r(units, feats), (r(units) if bias else None), r(units, units)
 
 
+@pytest.mark.parametrize("last_only", [False, True], ids=["sequence", "last_state"])
 @pytest.mark.parametrize("name", sorted(_ELEMENTWISE))
-def test_gradcheck_every_elementwise_activation(name):
+def test_gradcheck_every_elementwise_activation(name, last_only):
     x, w_ih, b, w_hh = _tensors(0, 2, 5, 2, 3)
     # kinks (relu at 0, shrink thresholds) are measure-zero for these random inputs
-    assert torch.autograd.gradcheck(lambda *a: _SequenceFn.apply(*a, name), (x, w_ih, b, w_hh), eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradcheck(lambda *a: _SequenceFn.apply(*a, name, last_only), (x, w_ih, b, w_hh),
+                                    eps=1e-6, atol=1e-7)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=st.sampled_from(sorted(_ELEMENTWISE)), n=st.integers(1, 4), steps=st.integers(1, 20),
-       feats=st.integers(1, 4), units=st.integers(1, 8), bias=st.booleans(), seed=st.integers(0, 1000))
-def test_own_node_equals_plain_autograd(name, n, steps, feats, units, bias, seed):
+       feats=st.integers(1, 4), units=st.integers(1, 8), bias=st.booleans(), last_only=st.booleans(),
+       seed=st.integers(0, 1000))
+def test_own_node_equals_plain_autograd(name, n, steps, feats, units, bias, last_only, seed):
+    """Outputs and every gradient; with ``last_only`` the node returns (N, H) and the reference
+    is the plain loop's last state."""
     act = ACTIVATIONS[name]
-    upstream = torch.rand(n, steps, units, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    shape = (n, units) if last_only else (n, steps, units)
+    upstream = torch.rand(*shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+
+    def plain(*a):
+        seq = plain_autograd_layer(*a, act)
+        return seq[:, -1] if last_only else seq
+
     results = []
-    for fn in (lambda *a: _SequenceFn.apply(*a, name), lambda *a: plain_autograd_layer(*a, act)):
+    for fn in (lambda *a: _SequenceFn.apply(*a, name, last_only), plain):
         inputs = _tensors(seed, n, steps, feats, units, bias)
         out = fn(*inputs)
+        assert out.shape == shape
         (out * upstream).sum().backward()
         results.append([out.detach()] + [t.grad for t in inputs if t is not None])
     # exponential fed back into itself can overflow float64: not a question about the backward pass

@@ -76,8 +76,10 @@ class SimpleRNN(nn.Module):
             fused = self.activation in _FUSED and x.device.type != "cpu"
         else:
             fused = self.use_fused and self.activation in _FUSED
-        seq = self._fused(x) if fused else self._loop(x)
-        return seq if self.return_sequences else seq[:, -1]
+        if fused:
+            seq = self._fused(x)
+            return seq if self.return_sequences else seq[:, -1]
+        return self._loop(x, last_only=not self.return_sequences)
 
     def _fused(self, x: torch.Tensor) -> torch.Tensor:
         h0 = x.new_zeros(1, x.shape[0], self.units)
@@ -88,15 +90,19 @@ class SimpleRNN(nn.Module):
         out, _ = _FUSED[self.activation](x, h0, params, self.use_bias, 1, 0.0, self.training, False, True)
         return out
 
-    def _loop(self, x: torch.Tensor) -> torch.Tensor:
+    def _loop(self, x: torch.Tensor, last_only: bool) -> torch.Tensor:
+        """States ``(N, L, H)``, or only the last one ``(N, H)`` with ``last_only`` (whose backward
+        then skips adding a zero upstream gradient at every step)."""
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.weight_hh.requires_grad)
         if not needs_grad:
-            return _time_major_states(x, self.weight_ih, self.bias, self.weight_hh, self.activation)[0].transpose(0, 1)
+            states = _time_major_states(x, self.weight_ih, self.bias, self.weight_hh, self.activation)[0]
+            return states[-1] if last_only else states.transpose(0, 1)
         if self.activation in _ELEMENTWISE:
-            return _SequenceFn.apply(x, self.weight_ih, self.bias, self.weight_hh, self.activation)
+            return _SequenceFn.apply(x, self.weight_ih, self.bias, self.weight_hh, self.activation, last_only)
         # softmax / log_softmax: plain autograd through the loop.
         xp = torch.nn.functional.linear(x, self.weight_ih, self.bias)
-        return _recurrence_forward(xp, self.weight_hh, self._act)
+        seq = _recurrence_forward(xp, self.weight_hh, self._act)
+        return seq[:, -1] if last_only else seq
 
 
 # softmax and log_softmax mix the units of a step, so their Jacobian is not a diagonal.
@@ -191,12 +197,13 @@ class _SequenceFn(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight_ih, bias, weight_hh, activation):
+    def forward(ctx, x, weight_ih, bias, weight_hh, activation, last_only=False):
         states, xs = _time_major_states(x, weight_ih, bias, weight_hh, activation)
         ctx.activation = activation
         ctx.has_bias = bias is not None
+        ctx.last_only = last_only
         ctx.save_for_backward(xs, weight_ih, bias, weight_hh, states)
-        return states.transpose(0, 1)
+        return states[-1] if last_only else states.transpose(0, 1)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -219,15 +226,19 @@ class _SequenceFn(torch.autograd.Function):
                 z = z.detach().requires_grad_(True)
                 (dact,) = torch.autograd.grad(_act.ACTIVATIONS[ctx.activation](z).sum(), z)
             dact = dact.view(steps, n, units)
-        g_tm = grad_out.transpose(0, 1).unbind(0)
+        # Upstream gradient per step; with last_only only the last step has one.
+        g_tm = None if ctx.last_only else grad_out.transpose(0, 1).unbind(0)
         gp = torch.empty_like(states)  # dL/dz for every step, time-major
         gps = gp.unbind(0)
         dacts = dact.unbind(0) if dact is not None else None
-        gps[-1].copy_(g_tm[-1])
+        gps[-1].copy_(grad_out if g_tm is None else g_tm[-1])
         if dacts is not None:
             gps[-1].mul_(dacts[-1])
         for t in range(steps - 2, -1, -1):
-            torch.addmm(g_tm[t], gps[t + 1], weight_hh, out=gps[t])
+            if g_tm is None:
+                torch.mm(gps[t + 1], weight_hh, out=gps[t])
+            else:
+                torch.addmm(g_tm[t], gps[t + 1], weight_hh, out=gps[t])
             if dacts is not None:
                 gps[t].mul_(dacts[t])
         g2 = gp.view(steps * n, units)
@@ -240,4 +251,4 @@ class _SequenceFn(torch.autograd.Function):
             grad_b = g2.sum(0)
         if ctx.needs_input_grad[3]:
             grad_w_hh = g2[n:].t() @ states[:-1].reshape((steps - 1) * n, units)
-        return grad_x, grad_w_ih, grad_b, grad_w_hh, None
+        return grad_x, grad_w_ih, grad_b, grad_w_hh, None, None
