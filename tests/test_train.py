@@ -394,3 +394,90 @@ def test_fit_honours_optimizer_step_hooks(sunspots):
     opt.register_step_post_hook(lambda o, args, kwargs: seen.append(1))
     fit(m, Xtr, ytr, epochs=2, optimizer=opt)
     assert len(seen) == 20
+
+
+# --------------------------------------------------------------------------- fit's bound buffers
+
+class _SometimesUsed(nn.Module):
+    """A Linear plus a parameter that enters the output only for samples with x[0] > 0: in the
+    other steps it gets no gradient, and Keras's rule is then "no update" (not a zero-gradient one)."""
+
+    def __init__(self, dtype):
+        super().__init__()
+        self.lin = nn.Linear(2, 1).to(dtype)
+        self.extra = nn.Parameter(torch.tensor([0.5], dtype=dtype))
+
+    def forward(self, x):
+        out = self.lin(x)
+        return out + self.extra * x[:, :1] if bool(x[0, 0] > 0) else out
+
+
+def _fit_both_ways(make, X, y, **kw):
+    """fit with its own optimizer (parameters bound to flat buffers) and with a KerasAdam handed
+    in (never bound); same seed, same data."""
+    out = []
+    for given in (False, True):
+        m = make()
+        opt = KerasAdam(m.parameters(), lr=kw.get("lr", 1e-3)) if given else None
+        h = fit(m, X, y, optimizer=opt, seed=0, **kw)
+        out.append((m, h))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bound_buffers_train_bit_for_bit_like_the_plain_optimizer(sunspots, dtype):
+    Xtr, ytr = sunspots[0][:40], sunspots[1][:40]
+    (a, ha), (b, hb) = _fit_both_ways(lambda: create_rnn(3, 1, (12, 1), seed=0).to(dtype), Xtr, ytr, epochs=3)
+    assert ha.loss == hb.loss
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert_close(pa.detach(), pb.detach(), atol=0.0, name=name)
+        assert_close(pa.grad, pb.grad, atol=0.0, name=f"{name}.grad after the last step")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bound_buffers_keep_no_gradient_no_update(dtype):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (24, 2))
+    y = rng.uniform(-1, 1, (24, 1))
+
+    def make():
+        torch.manual_seed(0)
+        return _SometimesUsed(dtype)
+
+    (a, ha), (b, hb) = _fit_both_ways(make, X, y, epochs=4, lr=0.05)
+    assert ha.loss == hb.loss
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert_close(pa.detach(), pb.detach(), atol=0.0, name=name)
+    # The distinction is visible: a zero gradient instead of none moves `extra` on its momentum.
+    z = make()
+    z.forward = lambda x: z.lin(x) + z.extra * (x[:, :1] if bool(x[0, 0] > 0) else 0.0 * x[:, :1])
+    fit(z, X, y, optimizer=KerasAdam(z.parameters(), lr=0.05), seed=0, epochs=4)
+    assert not torch.equal(z.extra.detach(), b.extra.detach())
+
+
+def test_after_fit_parameters_and_grads_own_their_storage(sunspots):
+    m = create_rnn(3, 1, (12, 1), seed=0)
+    fit(m, sunspots[0][:10], sunspots[1][:10], epochs=1, seed=0)
+    for name, p in m.named_parameters():
+        for label, t in ((name, p), (f"{name}.grad", p.grad)):
+            assert t.untyped_storage().nbytes() == t.numel() * t.element_size(), f"{label} still a view of a flat buffer"
+        # the per-run post-accumulate-grad hooks are gone (torch keeps them in this attribute)
+        assert not getattr(p, "_post_accumulate_grad_hooks", None), name
+
+
+def test_a_callback_that_moves_parameters_unbinds_the_run(sunspots):
+    """A callback that gives the parameters new storage: fit must notice, drop the flat buffers
+    and go on training the parameters the model now has, with the same numbers."""
+    Xtr, ytr = sunspots[0][:30], sunspots[1][:30]
+
+    def move(epoch, logs):
+        for p in moved.parameters():
+            p.data = p.data.clone()
+
+    moved = create_rnn(3, 1, (12, 1), seed=0)
+    h_moved = fit(moved, Xtr, ytr, epochs=3, seed=0, callback=move)
+    plain = create_rnn(3, 1, (12, 1), seed=0)
+    h_plain = fit(plain, Xtr, ytr, epochs=3, seed=0, optimizer=KerasAdam(plain.parameters()))
+    assert h_moved.loss == h_plain.loss
+    for (name, pa), pb in zip(moved.named_parameters(), plain.parameters()):
+        assert_close(pa.detach(), pb.detach(), atol=0.0, name=name)

@@ -36,6 +36,7 @@ Library code does not print: the progress bar (tqdm, on stderr) appears only wit
 """
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -83,7 +84,10 @@ class KerasAdam(torch.optim.Optimizer):
     ``['v']`` are views into it), the gradients are concatenated once per step, the update is
     eleven operations on the flat buffers, and one ``torch._foreach_sub_`` applies it. A step in
     which some parameter has no gradient takes the per-parameter ``torch._foreach_*`` path;
-    both paths compute the same numbers.
+    both paths compute the same numbers. :func:`fit` goes one step further with the optimizer
+    it makes itself (:meth:`_flat_session`): for the length of the run the parameters and their
+    gradients are views of flat buffers too, so autograd accumulates straight into one buffer
+    and neither the concatenation nor the split is needed.
     """
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -161,11 +165,35 @@ class KerasAdam(torch.optim.Optimizer):
             group["step"] += 1
             for b in self._plan(index, group):
                 c1, c2, alpha, eps = self._scalars(group, b.dtype)
-                grads = [p.grad for p in b.params]
-                if all(g is not None for g in grads):
-                    b.flat_update(grads, c1, c2, alpha, eps)
+                if b.bound:
+                    if all(b.got):
+                        b.bound_update(c1, c2, alpha, eps)
+                        continue
+                    # A bound gradient is never None: the hooks tell who received one.
+                    grads = [p.grad if got else None for p, got in zip(b.params, b.got)]
                 else:
-                    b.partial_update(grads, self.state, c1, c2, alpha, eps)
+                    grads = [p.grad for p in b.params]
+                    if all(g is not None for g in grads):
+                        b.flat_update(grads, c1, c2, alpha, eps)
+                        continue
+                b.partial_update(grads, self.state, c1, c2, alpha, eps)
+
+    def _flat_session(self) -> "_FlatSession | None":
+        """Bind every parameter's ``.data`` and ``.grad`` to flat buffers until ``close()``.
+
+        For :func:`fit`, with the optimizer it made itself. Returns None (nothing bound) unless
+        every parameter is a dense floating-point leaf that requires grad. While bound,
+        ``session.zero_grad()`` zeroes the gradient buffers (a bound gradient cannot be set to
+        None) and a post-accumulate-grad hook per parameter records who received a gradient in
+        the step, so Keras's rule "no gradient, no update" still holds; the numbers are those of
+        :meth:`step` bit for bit (tests). ``close()`` gives every parameter and gradient its own
+        storage back, so nothing outside the run sees the buffers."""
+        params = [p for g in self.param_groups for p in g["params"]]
+        if not params or not all(isinstance(p, torch.Tensor) and p.is_leaf and p.requires_grad and p.is_floating_point()
+                                 and p.layout == torch.strided and not p.is_sparse for p in params):
+            return None
+        buckets = [b for i, g in enumerate(self.param_groups) for b in self._plan(i, g)]
+        return _FlatSession(buckets)
 
 
 class _Bucket:
@@ -186,30 +214,76 @@ class _Bucket:
         for p, m, v in zip(self.params, self.m.split(self.numels), self.v.split(self.numels)):
             state[p]["m"] = m.view(p.shape)
             state[p]["v"] = v.view(p.shape)
+        # Set by bind(): the parameters' data and gradients as views of `flat` and `gflat`.
+        self.bound = False
+        self.got: list[bool] = []
 
     def fits(self) -> bool:
-        """Still valid: no parameter changed device, dtype or shape since the buffers were made."""
-        return all(p.device == self.device and p.dtype == self.dtype and p.shape == s
-                   for p, s in zip(self.params, self.shapes))
+        """Still valid: no parameter changed device, dtype or shape since the buffers were made
+        (and, while bound, each parameter still lies in its place in the flat buffer)."""
+        if not all(p.device == self.device and p.dtype == self.dtype and p.shape == s
+                   for p, s in zip(self.params, self.shapes)):
+            return False
+        return not self.bound or all(p.data_ptr() == d.data_ptr() and p.grad is not None
+                                     and p.grad.data_ptr() == g.data_ptr()
+                                     for p, d, g in zip(self.params, self._views, self._gviews))
 
-    def flat_update(self, grads: list, c1: float, c2: float, alpha: float, eps: float) -> None:
-        for g in grads:
-            if g.is_sparse:
-                raise ValueError("KerasAdam does not support sparse gradients")
-        g = torch.cat([g.reshape(-1) for g in grads])
+    def _moments(self, g: torch.Tensor, c1: float, c2: float, alpha: float, eps: float,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
+        """Update m and v with the flat gradient ``g``; return the flat step ``m*alpha/(sqrt(v)+eps)``."""
         m, v = self.m, self.v
-        tmp = g - m
+        tmp = torch.sub(g, m) if out is None else torch.sub(g, m, out=out)
         tmp.mul_(c1)
         m.add_(tmp)                         # m += (g - m)(1 - b1)
-        tmp = g * g
+        torch.mul(g, g, out=tmp)
         tmp.sub_(v)
         tmp.mul_(c2)
         v.add_(tmp)                         # v += (g^2 - v)(1 - b2)
         den = v.sqrt()
         den.add_(eps)                       # sqrt(v) + eps: epsilon on the uncorrected root
-        upd = m * alpha
-        upd.div_(den)
+        torch.mul(m, alpha, out=tmp)
+        return tmp.div_(den)
+
+    def flat_update(self, grads: list, c1: float, c2: float, alpha: float, eps: float) -> None:
+        for g in grads:
+            if g.is_sparse:
+                raise ValueError("KerasAdam does not support sparse gradients")
+        upd = self._moments(torch.cat([g.reshape(-1) for g in grads]), c1, c2, alpha, eps)
         torch._foreach_sub_([p.view(-1) for p in self.params], list(upd.split(self.numels)))
+
+    def bind(self) -> None:
+        """Make every parameter's ``.data`` and ``.grad`` a view of ``flat`` / ``gflat``."""
+        with torch.no_grad():
+            self.flat = torch.cat([p.detach().reshape(-1) for p in self.params])
+            self.gflat = torch.zeros_like(self.flat)
+            self.tmp = torch.empty_like(self.flat)
+            self._views = [d.view(s) for d, s in zip(self.flat.split(self.numels), self.shapes)]
+            self._gviews = [g.view(s) for g, s in zip(self.gflat.split(self.numels), self.shapes)]
+            for p, d, g in zip(self.params, self._views, self._gviews):
+                p.data = d
+                p.grad = g
+        self.got = [False] * len(self.params)
+        self.bound = True
+
+    def release(self) -> None:
+        """Undo :meth:`bind`: each parameter (and gradient) gets its own storage again, same values."""
+        if not self.bound:
+            return
+        self.bound = False
+        with torch.no_grad():
+            for p, d, g in zip(self.params, self._views, self._gviews):
+                if p.data_ptr() == d.data_ptr():
+                    p.data = d.clone()
+                if p.grad is not None and p.grad.data_ptr() == g.data_ptr():
+                    p.grad = g.clone()
+        del self.flat, self.gflat, self.tmp, self._views, self._gviews
+
+    def zero_bound_grads(self) -> None:
+        self.gflat.zero_()
+        self.got = [False] * len(self.params)
+
+    def bound_update(self, c1: float, c2: float, alpha: float, eps: float) -> None:
+        self.flat.sub_(self._moments(self.gflat, c1, c2, alpha, eps, out=self.tmp))
 
     def partial_update(self, grads: list, state: dict, c1: float, c2: float, alpha: float, eps: float) -> None:
         ps, gs, ms, vs = [], [], [], []
@@ -236,6 +310,43 @@ class _Bucket:
         upd = torch._foreach_mul(ms, alpha)
         torch._foreach_div_(upd, den)
         torch._foreach_sub_(ps, upd)
+
+
+class _FlatSession:
+    """What :meth:`KerasAdam._flat_session` returns: ``zero_grad()``, ``valid()``, ``close()``."""
+
+    def __init__(self, buckets: list[_Bucket]):
+        self.buckets = buckets
+        self._hooks = []
+        try:
+            for b in buckets:
+                b.bind()
+                for i, p in enumerate(b.params):
+                    self._hooks.append(p.register_post_accumulate_grad_hook(functools.partial(_mark, b, i)))
+        except BaseException:
+            self.close()
+            raise
+
+    def zero_grad(self) -> None:
+        for b in self.buckets:
+            b.zero_bound_grads()
+
+    def valid(self) -> bool:
+        """False once something outside moved a parameter out of its buffer (``model.double()``,
+        ``p.data = ...``): then ``close()`` and go on without the session."""
+        return all(b.bound and b.fits() for b in self.buckets)
+
+    def close(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        for b in self.buckets:
+            b.release()
+
+
+def _mark(bucket: _Bucket, i: int, _param: torch.Tensor) -> None:
+    """Post-accumulate-grad hook: parameter ``i`` of ``bucket`` received a gradient this step."""
+    bucket.got[i] = True
 
 
 def _fast_step(optimizer: torch.optim.Optimizer) -> Callable[[], Any]:
@@ -360,8 +471,11 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
         model.train(was_training)
     model.train()
 
+    session = None
     if optimizer is None:
         optimizer = KerasAdam(model.parameters(), lr=lr)
+        # Nobody else holds this optimizer: bind the parameters to its flat buffers for the run.
+        session = optimizer._flat_session()
     gen = torch.Generator(device="cpu")
     if seed is None:
         gen.seed()
@@ -377,6 +491,7 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
     history = History(epochs=0, batch_size=batch_size, seed=None if seed is None else int(seed))
     mse_loss = nn.functional.mse_loss  # its broadcast warning is a second guard (pyproject turns it into an error)
     step = _fast_step(optimizer)
+    unbound_zero_grad = functools.partial(optimizer.zero_grad, set_to_none=True)
     bar_cls = None
     if progress:
         from tqdm.auto import tqdm as bar_cls  # imported only when asked for
@@ -384,6 +499,10 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
     try:
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
+            if session is not None and not session.valid():  # a callback moved the parameters
+                session.close()
+                session = None
+            zero_grad = unbound_zero_grad if session is None else session.zero_grad
             if shuffle:
                 perm = torch.randperm(n, generator=gen).to(device)
                 Xe, ye = Xt[perm], yt[perm]
@@ -403,12 +522,17 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
             for b in range(n_batches):
                 s = b * batch_size
                 xb, yb = Xe[s:s + batch_size], ye[s:s + batch_size]
-                optimizer.zero_grad(set_to_none=True)
+                zero_grad()
                 pred = model(xb)
                 if pred.shape != yb.shape:
                     _check_pair(pred, yb)
                 loss = mse_loss(pred, yb)
                 loss.backward()
+                if b == 0 and session is not None and not session.valid():
+                    # autograd replaced a bound gradient instead of adding into it: unbind
+                    session.close()
+                    session = None
+                    zero_grad = unbound_zero_grad
                 step()
                 pending.append(loss.detach())
                 if len(pending) == every or b + 1 == n_batches:
@@ -440,6 +564,8 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
                 history.stopped_early = epoch < epochs
                 break
     finally:
+        if session is not None:
+            session.close()
         model.train(was_training)
     return history
 
