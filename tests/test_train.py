@@ -481,3 +481,19 @@ def test_a_callback_that_moves_parameters_unbinds_the_run(sunspots):
     assert h_moved.loss == h_plain.loss
     for (name, pa), pb in zip(moved.named_parameters(), plain.parameters()):
         assert_close(pa.detach(), pb.detach(), atol=0.0, name=name)
+
+
+def test_training_does_not_import_torch_dynamo():
+    """torch.optim's add_param_group imports torch._dynamo on first call (0.8 s of start-up);
+    KerasAdam and fit must get by without it. A fresh process, since other tests may import it."""
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np\n"
+            "from torchrnn import create_rnn\n"
+            "from torchrnn.train import KerasAdam, fit\n"
+            "m = create_rnn(3, 1, (12, 1), seed=0)\n"
+            "h = fit(m, np.random.default_rng(0).random((6, 12, 1)), np.zeros((6, 1)), epochs=2, seed=0)\n"
+            "KerasAdam(m.parameters()).add_param_group({'params': [__import__('torch').zeros(1, requires_grad=True)]})\n"
+            "print(len(h.loss), 'torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["2", "False"]
