@@ -4,6 +4,8 @@ import io
 import json
 import os
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -325,6 +327,43 @@ def test_every_flag_has_help(capsys):
     assert main(["train", "--help"]) == 0
     text = capsys.readouterr().out
     assert "reproduces the tutorial exactly" in text and "--scale-on" in text
+
+
+_LIGHT_START = """
+import contextlib, io, sys
+from torchrnn.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    codes = [main(argv) for argv in ARGVS]
+heavy = {"torch", "numpy", "sklearn", "scipy", "pandas", "matplotlib", "tqdm"}
+print(codes, sorted({m.split(".")[0] for m in sys.modules} & heavy))
+"""
+
+
+def test_help_and_usage_errors_import_no_heavy_library():
+    # torch alone takes about 1.5 s to import, scikit-learn a second: --help and a bad flag
+    # must answer without either.
+    argvs = [["--help"], ["train", "--help"], ["predict", "--help"], ["train", "--epochs", "0"],
+             ["predict", "--checkpoint"]]
+    code = f"ARGVS = {argvs!r}\n{_LIGHT_START}"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[0, 0, 0, 2, 2] []", out.stderr[-2000:]
+
+
+def test_lazy_package_still_exports_everything():
+    # torchrnn/__init__.py defers its imports (for the start-up above); every public name and
+    # the submodules an eager import used to expose must still be reachable.
+    import importlib
+
+    import torchrnn
+
+    assert set(torchrnn.__all__) == set(torchrnn._EXPORTS)
+    for name in torchrnn.__all__:
+        home = importlib.import_module(f"torchrnn.{torchrnn._EXPORTS[name]}")
+        assert getattr(torchrnn, name) is getattr(home, name), name
+        assert name in dir(torchrnn)
+    assert torchrnn.metrics.rmse([1.0], [1.0]) == 0.0 and torchrnn.init.glorot_uniform
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        torchrnn.nope  # noqa: B018
 
 
 def test_tutorial_defaults():
