@@ -42,41 +42,27 @@ class UsageError(ValueError):
 
 # --------------------------------------------------------------------------- argument types
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+def _number(parse, expected: str, ok=None):
+    """An argparse type: ``parse(text)`` (``int`` or ``float``), then ``ok(value)`` if given.
+
+    Either failing is a usage error (exit 2) that says what was expected and repeats the text.
+    """
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if ok is not None and not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return convert
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return v
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}")
-    return v
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+_positive_int = _number(int, "a positive integer", lambda v: v >= 1)
+_positive_float = _number(float, "a positive finite number", lambda v: math.isfinite(v) and v > 0)
+_fraction = _number(float, "a number strictly between 0 and 1", lambda v: 0 < v < 1)
+_int = _number(int, "an integer")
 
 
 def build_parser() -> argparse.ArgumentParser:
