@@ -216,7 +216,7 @@ def test_predict_on_other_data_notes_it(tutorial_run, tmp_path, capsys):
 
 # --------------------------------------------------------------------------- --threads
 
-OTHER_THREADS = 3  # neither the CLI's default (1) nor this 2-core machine's torch default
+OTHER_THREADS = 3  # not the CLI default (1), so "left alone" and "set to 1" cannot look the same
 
 
 def test_threads_default_is_one_and_recorded(tutorial_run):
