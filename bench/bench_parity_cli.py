@@ -61,8 +61,8 @@ def cli_command(fixture: str) -> list[str]:
 def importtime_top(module: str, n: int = 10) -> list[dict]:
     """The slowest cross-package imports under ``import module``, from ``python -X importtime``.
 
-    An entry is a module imported by a module of another top-level package (``scipy.special``
-    imported by ``parity.reference``); its time is cumulative over everything it imported.
+    An entry is a module imported by a module of another top-level package (``torch`` imported
+    by ``parity.check``); its time is cumulative over everything it imported.
     """
     cp = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"], capture_output=True,
                         text=True, cwd=C.ROOT)

@@ -16,10 +16,24 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.special import erf, expit
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
+
+
+# scipy.special is imported on first use, not at import time: it costs ~0.2 s (and drags in
+# numpy.f2py), and only sigmoid, swish/silu and gelu need it. These call the very same ufuncs
+# as a module-level import would, so the results are bit-identical.
+def _expit(x):
+    from scipy.special import expit
+
+    return expit(x)
+
+
+def _erf(x):
+    from scipy.special import erf
+
+    return erf(x)
 
 
 def _softmax(x):
@@ -35,7 +49,7 @@ NUMPY_ACTIVATIONS = {
     "linear": lambda x: x,
     "tanh": np.tanh,
     "relu": lambda x: np.maximum(x, 0.0),
-    "sigmoid": expit,
+    "sigmoid": _expit,
     "hard_sigmoid": _hard_sigmoid,
     "softplus": lambda x: np.logaddexp(x, 0.0),
     "softsign": lambda x: x / (1.0 + np.abs(x)),
@@ -43,9 +57,9 @@ NUMPY_ACTIVATIONS = {
     "selu": lambda x: _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0.0))),
     "celu": lambda x: np.maximum(x, 0.0) + np.minimum(0.0, np.expm1(np.minimum(x, 0.0))),
     "exponential": np.exp,
-    "swish": lambda x: x * expit(x),
-    "silu": lambda x: x * expit(x),
-    "gelu": lambda x: 0.5 * x * (1.0 + erf(x / np.sqrt(2.0))),
+    "swish": lambda x: x * _expit(x),
+    "silu": lambda x: x * _expit(x),
+    "gelu": lambda x: 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0))),
     "relu6": lambda x: np.clip(x, 0.0, 6.0),
     "leaky_relu": lambda x: np.where(x >= 0, x, 0.2 * x),
     "mish": lambda x: x * np.tanh(np.logaddexp(x, 0.0)),

@@ -4,6 +4,8 @@ import io
 import json
 import os
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -33,11 +35,26 @@ def _raw_series():
     return np.array([float(r[1]) for r in rows[1:] if r], dtype=np.float64)
 
 
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """main() sets torch's thread count for the whole process (the CLI owns its process); give
+    the count back after each test, so no other test runs with what a CLI test chose."""
+    before = torch.get_num_threads()
+    try:
+        yield before
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tutorial_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "tutorial"
+    before = torch.get_num_threads()
     t0 = time.perf_counter()
-    rc = _train(out)
+    try:
+        rc = _train(out)
+    finally:
+        torch.set_num_threads(before)
     assert rc == 0
     return out, time.perf_counter() - t0
 
@@ -197,6 +214,45 @@ def test_predict_on_other_data_notes_it(tutorial_run, tmp_path, capsys):
     assert len(rows) == len(range(12, 480, 12)) + len(range(12, 120, 12))
 
 
+# --------------------------------------------------------------------------- --threads
+
+OTHER_THREADS = 3  # not the CLI default (1), so "left alone" and "set to 1" cannot look the same
+
+
+def test_threads_default_is_one_and_recorded(tutorial_run):
+    m = json.loads((tutorial_run[0] / "metrics.json").read_text())
+    assert m["training"]["threads"] == 1
+    ck = torch.load(tutorial_run[0] / "model.pt", weights_only=True)
+    assert ck["training"]["threads"] == 1
+
+
+@pytest.mark.parametrize("flags, expected", [([], 1), (["--threads", "2"], 2), (["--threads", "0"], OTHER_THREADS)])
+def test_predict_threads_reach_torch(tutorial_run, tmp_path, flags, expected):
+    torch.set_num_threads(OTHER_THREADS)
+    assert main(["predict", "--checkpoint", str(tutorial_run[0] / "model.pt"), "--out", str(tmp_path / "p.csv"),
+                 "--quiet", *flags]) == 0
+    assert torch.get_num_threads() == expected
+
+
+@pytest.mark.parametrize("value, expected", [("2", 2), ("0", OTHER_THREADS)])
+def test_train_threads_reach_torch_and_metrics(tmp_path, value, expected):
+    # "0" also shows that fit, predict and the rest of the library leave the count alone.
+    torch.set_num_threads(OTHER_THREADS)
+    assert main(["train", "--epochs", "1", "--out", str(tmp_path), "--quiet", "--threads", value]) == 0
+    assert torch.get_num_threads() == expected
+    assert json.loads((tmp_path / "metrics.json").read_text())["training"]["threads"] == expected
+
+
+@pytest.mark.parametrize("command", [["train"], ["predict", "--checkpoint", "model.pt"]])
+@pytest.mark.parametrize("value", ["-1", "1.5", "two", ""])
+def test_bad_threads_are_usage_errors_naming_the_value(command, value, capsys):
+    before = torch.get_num_threads()
+    rc = main([*command, "--threads", value])
+    lines = _one_line_error(capsys, rc, "--threads", repr(value))
+    assert lines[0].startswith("usage:"), "argparse's usage line, then the one error line"
+    assert torch.get_num_threads() == before
+
+
 # --------------------------------------------------------------------------- errors, exit codes
 
 def _one_line_error(capsys, rc, *needles):
@@ -323,15 +379,54 @@ def test_every_flag_has_help(capsys):
             assert action.help and action.help.strip(), f"{name} {action.option_strings}"
     assert main(["--help"]) == 0
     assert main(["train", "--help"]) == 0
-    text = capsys.readouterr().out
-    assert "reproduces the tutorial exactly" in text and "--scale-on" in text
+    assert main(["predict", "--help"]) == 0
+    words = " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal's width
+    assert "reproduces the tutorial exactly" in words and "--scale-on" in words
+    assert words.count("[--threads N]") == 2 and "several times slower" in words  # why the default is 1
+
+
+_LIGHT_START = """
+import contextlib, io, sys
+from torchrnn.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    codes = [main(argv) for argv in ARGVS]
+heavy = {"torch", "numpy", "sklearn", "scipy", "pandas", "matplotlib", "tqdm"}
+print(codes, sorted({m.split(".")[0] for m in sys.modules} & heavy))
+"""
+
+
+def test_help_and_usage_errors_import_no_heavy_library():
+    # torch alone takes about 1.5 s to import, scikit-learn a second: --help and a bad flag
+    # must answer without either.
+    argvs = [["--help"], ["train", "--help"], ["predict", "--help"], ["train", "--epochs", "0"],
+             ["predict", "--checkpoint"], ["train", "--threads", "-1"]]
+    code = f"ARGVS = {argvs!r}\n{_LIGHT_START}"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[0, 0, 0, 2, 2, 2] []", out.stderr[-2000:]
+
+
+def test_lazy_package_still_exports_everything():
+    # torchrnn/__init__.py defers its imports (for the start-up above); every public name and
+    # the submodules an eager import used to expose must still be reachable.
+    import importlib
+
+    import torchrnn
+
+    assert set(torchrnn.__all__) == set(torchrnn._EXPORTS)
+    for name in torchrnn.__all__:
+        home = importlib.import_module(f"torchrnn.{torchrnn._EXPORTS[name]}")
+        assert getattr(torchrnn, name) is getattr(home, name), name
+        assert name in dir(torchrnn)
+    assert torchrnn.metrics.rmse([1.0], [1.0]) == 0.0 and torchrnn.init.glorot_uniform
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        torchrnn.nope  # noqa: B018
 
 
 def test_tutorial_defaults():
     args = cli.build_parser().parse_args(["train"])
     assert (args.time_steps, args.hidden_units, args.activation, args.epochs, args.batch_size, args.lr,
-            args.split, args.stride, args.scale_on, args.seed, args.device) == \
-        (12, [3], ["tanh", "tanh"], 20, 1, 1e-3, 0.8, None, "train", 0, "cpu")
+            args.split, args.stride, args.scale_on, args.seed, args.device, args.threads) == \
+        (12, [3], ["tanh", "tanh"], 20, 1, 1e-3, 0.8, None, "train", 0, "cpu", 1)
 
 
 def test_output_files_get_the_ordinary_mode(tmp_path):

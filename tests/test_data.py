@@ -9,6 +9,8 @@ import functools
 import hashlib
 import http.server
 import socket
+import subprocess
+import sys
 import threading
 import time
 from importlib import resources
@@ -386,6 +388,16 @@ def test_scaler_dict_round_trip_is_bit_identical():
     back = D.scaler_from_dict(d)
     np.testing.assert_array_equal(D.scale(back, v), D.scale(sc, v))
     np.testing.assert_array_equal(D.unscale(back, D.scale(sc, v)), D.unscale(sc, D.scale(sc, v)))
+
+
+def test_sklearn_is_imported_only_when_a_scaler_is_built():
+    # scikit-learn (with scipy and pandas under it) takes about a second to import; reading,
+    # splitting and windowing must not pay for it.
+    code = ("import sys; from torchrnn import data as D; v = D.load_series(); tr, te = D.train_test_split(v); "
+            "D.make_windows(tr, 12); before = 'sklearn' in sys.modules; D.fit_scaler(tr); "
+            "print(before, 'sklearn' in sys.modules, type(D.fit_scaler(tr)).__module__.split('.')[0])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "sklearn"], out.stderr[-2000:]
 
 
 # --------------------------------------------------------------------------- K6 windows

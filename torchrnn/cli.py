@@ -9,7 +9,8 @@
 never overwritten): ``model.pt`` (weights, model config, scaler, windowing, data provenance;
 written atomically), ``metrics.json``, ``plot.png`` (the tutorial's figure) and ``loss.png``;
 it prints the RMSE table with the persistence baseline. ``predict`` rebuilds the model from the
-checkpoint alone and writes one CSV row per window.
+checkpoint alone and writes one CSV row per window. Both run torch on one intra-op thread unless
+``--threads`` says otherwise (``--help`` says why); ``metrics.json`` records the count used.
 
 Exit codes: 0 done, 2 bad input (flags, data, checkpoint; one line on stderr), 130 interrupted
 (Ctrl-C; no checkpoint is left half-written). ``main(argv)`` returns the code instead of
@@ -28,7 +29,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
+# Nothing heavy at the top (numpy, torch, scikit-learn, matplotlib are imported by the commands
+# that use them), so --help and usage errors answer without the seconds those imports take.
 
 OUTPUT_FILES = ("model.pt", "metrics.json", "plot.png", "loss.png")
 DEFAULT_SEED = 0
@@ -41,41 +43,36 @@ class UsageError(ValueError):
 
 # --------------------------------------------------------------------------- argument types
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+def _number(parse, expected: str, ok=None):
+    """An argparse type: ``parse(text)`` (``int`` or ``float``), then ``ok(value)`` if given.
+
+    Either failing is a usage error (exit 2) that says what was expected and repeats the text.
+    """
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if ok is not None and not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return convert
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return v
+_positive_int = _number(int, "a positive integer", lambda v: v >= 1)
+_positive_float = _number(float, "a positive finite number", lambda v: math.isfinite(v) and v > 0)
+_fraction = _number(float, "a number strictly between 0 and 1", lambda v: 0 < v < 1)
+_int = _number(int, "an integer")
+_threads = _number(int, "0 (torch's default) or a positive number of threads", lambda v: v >= 0)
 
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}")
-    return v
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+DEFAULT_THREADS = 1
+THREADS_HELP = (
+    "torch intra-op threads for this process; 0 leaves torch's default (usually one per core) "
+    f"(default: {DEFAULT_THREADS}). One because the tutorial's matrices are tiny: a second thread "
+    "does not speed up the batch-size-1 training, and makes small matrix products several times "
+    "slower whenever another process keeps a core busy; more threads pay off only for large "
+    "predictions on an otherwise idle machine")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"overwritten); default: a new {RUNS_DIR}/<YYYYmmdd-HHMMSS> folder")
     t.add_argument("--device", default="cpu",
                    help="torch device to train on, e.g. cpu or cuda (default: cpu)")
+    t.add_argument("--threads", type=_threads, default=DEFAULT_THREADS, metavar="N", help=THREADS_HELP)
     t.add_argument("--quiet", action="store_true",
                    help="no progress bars and no preamble; the result table is still printed")
     t.set_defaults(handler=cmd_train)
@@ -146,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cut windows from the whole series (part 'all') instead of the checkpoint's "
                         "train/test split")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--threads", type=_threads, default=DEFAULT_THREADS, metavar="N", help=THREADS_HELP)
     p.add_argument("--quiet", action="store_true", help="no summary on standard error")
     p.set_defaults(handler=cmd_predict)
     return parser
@@ -166,6 +165,16 @@ def _device(name: str):
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise UsageError(f"--device {name}: MPS is not available here; use --device cpu")
     return dev
+
+
+def _use_threads(n: int) -> int:
+    """Give torch ``n`` intra-op threads for the rest of the process (0: leave torch's default);
+    returns the count now in effect. The CLI owns its process; the library never does this."""
+    import torch
+
+    if n > 0:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
 
 
 def _out_dir(out: str | None) -> tuple[Path, bool]:
@@ -234,6 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from . import plot as P
 
     device = _device(args.device)
+    threads = _use_threads(args.threads)
     out, fresh = _out_dir(args.out)
     prep = E.prepare(args.data, time_steps=args.time_steps, stride=args.stride, split=args.split,
                      scale_on=args.scale_on)
@@ -245,7 +255,8 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"(stride {prep.stride}, split {prep.split:g}, scaler fitted on "
               f"{'the training part' if prep.scale_on == 'train' else 'the whole series'})")
         print(f"model: {layers} -> Dense(1, {args.activation[1]}); {args.epochs} epochs, batch size "
-              f"{args.batch_size}, Keras Adam lr {args.lr:g}, seed {args.seed}, {device}")
+              f"{args.batch_size}, Keras Adam lr {args.lr:g}, seed {args.seed}, {device}, "
+              f"{threads} torch thread{'s' if threads != 1 else ''}")
         sys.stdout.flush()
     run = E.train_run(prep, hidden_units=units, activation=tuple(args.activation), epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=device,
@@ -275,12 +286,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- predict
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from . import data as D
     from . import experiment as E
     from .metrics import rmse
     from .train import predict
 
     device = _device(args.device)
+    _use_threads(args.threads)
     model, ckpt = E.load_checkpoint(args.checkpoint, map_location=device)
     recorded = ckpt["data"]
     if args.data is not None:

@@ -63,7 +63,8 @@ Windows
     ``persistence_forecast(X)`` is the baseline "next value = last value seen":
     ``X[:, -1, :]``, shape ``(N, 1)`` like ``y``.
 
-This module does not import torch and never prints.
+This module does not import torch and never prints; scikit-learn is imported only when a
+scaler is built (``fit_scaler``, ``scaler_from_dict``), as it takes about a second.
 """
 
 from __future__ import annotations
@@ -80,9 +81,12 @@ import urllib.request
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.preprocessing import MinMaxScaler
+
+if TYPE_CHECKING:  # scikit-learn costs about a second to import; see _min_max_scaler
+    from sklearn.preprocessing import MinMaxScaler
 
 __all__ = [
     "DataError",
@@ -278,6 +282,14 @@ def train_test_split(values, train_fraction: float = 0.8) -> tuple[np.ndarray, n
 
 # --------------------------------------------------------------------------- scaling
 
+def _min_max_scaler(**kwargs) -> MinMaxScaler:
+    # Imported here, not at the top: scikit-learn pulls in scipy and pandas (about a second),
+    # and only building a scaler needs it; reading, splitting and windowing do not.
+    from sklearn.preprocessing import MinMaxScaler
+
+    return MinMaxScaler(**kwargs)
+
+
 def fit_scaler(train, full=None, scale_on: str = "train") -> MinMaxScaler:
     """A ``MinMaxScaler`` to [0, 1], fitted on ``train`` or (``scale_on='all'``) on ``full``.
 
@@ -299,7 +311,7 @@ def fit_scaler(train, full=None, scale_on: str = "train") -> MinMaxScaler:
         # MinMaxScaler would silently use a range of 1 and 'scaled' numbers would mean nothing.
         raise DataError(f"cannot scale: the {'training part' if scale_on == 'train' else 'series'} is constant "
                         f"({fit_on.size} values all equal to {float(fit_on[0])!r})")
-    return MinMaxScaler(feature_range=(0, 1)).fit(fit_on.reshape(-1, 1))
+    return _min_max_scaler(feature_range=(0, 1)).fit(fit_on.reshape(-1, 1))
 
 
 def scale(scaler: MinMaxScaler, values) -> np.ndarray:
@@ -333,7 +345,7 @@ def scaler_from_dict(d: dict) -> MinMaxScaler:
     # MinMaxScaler derives scale_ and min_ from data_min_/data_max_ only, so fitting on
     # the two extremes recomputes exactly the same attributes.
     lo, hi = float(d["data_min"]), float(d["data_max"])
-    return MinMaxScaler(feature_range=tuple(d["feature_range"])).fit(np.array([[lo], [hi]]))
+    return _min_max_scaler(feature_range=tuple(d["feature_range"])).fit(np.array([[lo], [hi]]))
 
 
 # --------------------------------------------------------------------------- windows

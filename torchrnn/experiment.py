@@ -193,7 +193,9 @@ def train_run(prep: Prepared, *, hidden_units: int | Sequence[int] = 3,
     preds, metrics = report(model, prep)
     settings = {"epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr),
                 "seed": None if seed is None else int(seed), "device": str(device),
-                "epochs_run": history.epochs}
+                "epochs_run": history.epochs,
+                # what the process ran with (the CLI's --threads); read, never set, here
+                "threads": torch.get_num_threads()}
     metrics.update({"loss": list(history.loss), "fit_seconds": fit_seconds, "training": settings,
                     "windows": prep.windows(), "model_config": dataclasses.asdict(model.config),
                     "count_params": model.count_params(), "data": prep.series.provenance()})
