@@ -59,9 +59,10 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, make_args, message):
 
 def test_file_path_never_imports_tensorflow_nor_unneeded_libraries():
     # scipy is the NumPy referee's source of sigmoid and gelu only; a tanh model must not pay
-    # for importing it, nor for scikit-learn, pandas or matplotlib, which parity never uses.
+    # for importing it, nor for scikit-learn, pandas or matplotlib, which parity never uses;
+    # sympy came in through torch.nn.utils.skip_init's meta-device path (0.3-0.45 s).
     code = ("import sys; from parity.cli import main; rc = main([sys.argv[1], '--json']); "
-            "heavy = ('tensorflow', 'keras', 'tf_keras', 'scipy', 'sklearn', 'pandas', 'matplotlib'); "
+            "heavy = ('tensorflow', 'keras', 'tf_keras', 'scipy', 'sklearn', 'pandas', 'matplotlib', 'sympy'); "
             "print(rc, sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))")
     out = subprocess.run([sys.executable, "-c", code, str(FIXTURES / "functional.k2.h5")], capture_output=True,
                          text=True, check=True).stdout.strip().splitlines()[-1]
