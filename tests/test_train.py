@@ -369,10 +369,29 @@ def test_progress_bar_on_stderr_only_when_asked(sunspots, capsys):
     fit(create_rnn(3, 1, (12, 1), seed=0), Xtr, ytr, epochs=2, seed=0)
     out, err = capsys.readouterr()
     assert out == "" and err == ""
-    fit(create_rnn(3, 1, (12, 1), seed=0), Xtr, ytr, epochs=2, seed=0, progress=True)
+    h = fit(create_rnn(3, 1, (12, 1), seed=0), Xtr, ytr, epochs=2, seed=0, progress=True)
     out, err = capsys.readouterr()
     assert out == ""
-    assert "Epoch 1/2" in err and "Epoch 2/2" in err and "loss=" in err
+    # Not a terminal here: one plain line per epoch, with that epoch's loss, and no bar redraws.
+    lines = err.splitlines()
+    assert len(lines) == 2 and "\r" not in err
+    for epoch, (line, loss) in enumerate(zip(lines, h.loss), 1):
+        assert line.startswith(f"Epoch {epoch}/2: 20 batches in ") and line.endswith(f"loss={loss:.4g}")
+
+
+def test_progress_bar_in_a_terminal(sunspots, monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    fit(create_rnn(3, 1, (12, 1), seed=0), sunspots[0][:20], sunspots[1][:20], epochs=2, seed=0, progress=True)
+    err = term.getvalue()
+    assert "Epoch 1/2" in err and "Epoch 2/2" in err and "20/20" in err and "loss=" in err
 
 
 def test_tutorial_fit_learns(sunspots):

@@ -387,6 +387,14 @@ class History:
         return {"loss": list(self.loss)}
 
 
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if isatty is not None else False
+    except (ValueError, OSError):  # a closed or detached stream
+        return False
+
+
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -445,7 +453,8 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
     the device and dtype of the model's parameters once, before the first step.
     ``optimizer`` defaults to ``KerasAdam(model.parameters(), lr=lr)``; a given optimizer is used
     as is (``lr`` is then ignored). ``shuffle``/``seed``: see the module docstring.
-    ``progress``: a tqdm bar per epoch on stderr with the running loss.
+    ``progress``: a tqdm bar per epoch on stderr with the running loss; when stderr is not a
+    terminal (a log file, CI), one plain line per epoch instead.
     ``callback(epoch, logs)`` is called after every epoch (``epoch`` counted from 1,
     ``logs = {'loss': ..., 'seconds': ...}``); if it returns True, training stops there.
 
@@ -497,7 +506,8 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
     step = _fast_step(optimizer)
     unbound_zero_grad = functools.partial(optimizer.zero_grad, set_to_none=True)
     bar_cls = None
-    if progress:
+    log_lines = progress and not _is_terminal(sys.stderr)
+    if progress and not log_lines:
         from tqdm.auto import tqdm as bar_cls  # imported only when asked for
 
     try:
@@ -519,10 +529,8 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
             seen, running_sum = 0, 0.0
             bar = None
             if bar_cls is not None:
-                # Outside a terminal (a log file, CI) one line per epoch, not a stream of redraws.
                 bar = bar_cls(total=n_batches, desc=f"Epoch {epoch}/{epochs}", unit="batch",
-                              file=sys.stderr, leave=True, dynamic_ncols=True,
-                              mininterval=0.1 if sys.stderr.isatty() else float("inf"))
+                              file=sys.stderr, leave=True, dynamic_ncols=True, mininterval=0.1)
             for b in range(n_batches):
                 s = b * batch_size
                 xb, yb = Xe[s:s + batch_size], ye[s:s + batch_size]
@@ -555,6 +563,11 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
                 bar.set_postfix(loss=f"{epoch_loss:.4g}")
                 bar.close()
             seconds = time.perf_counter() - t0
+            if log_lines:
+                # Outside a terminal (a log file, CI) a bar's redraws pile up on one line: write
+                # one plain line per epoch instead, as Keras's verbose=2 does.
+                print(f"Epoch {epoch}/{epochs}: {n_batches} batches in {seconds:.2f} s, loss={epoch_loss:.4g}",
+                      file=sys.stderr, flush=True)
             history.loss.append(epoch_loss)
             history.batch_loss.append(batch_losses.tolist())
             history.seconds.append(seconds)
