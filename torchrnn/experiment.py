@@ -26,6 +26,7 @@ Nothing here prints.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pickle
 import tempfile
@@ -45,7 +46,7 @@ from .model import RNNModel, create_rnn, create_rnn_from_config
 from .train import History, fit, predict
 
 __all__ = ["Prepared", "Run", "CheckpointError", "prepare", "train_run", "report",
-           "save_checkpoint", "load_checkpoint", "prepare_from_checkpoint", "atomic_write",
+           "save_checkpoint", "load_checkpoint", "prepare_from_checkpoint", "atomic_write", "weights_digest",
            "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "torchrnn-checkpoint"
@@ -234,16 +235,55 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     return path
 
 
+def weights_digest(state: dict) -> dict[str, str]:
+    """sha256 of every tensor of a state dict: over its dtype, shape and bytes (C order), by name.
+
+    torch's zip reader does not check the CRCs of the archive, so a flipped bit in the weight
+    data of a ``model.pt`` would load silently and predict other numbers; these digests, stored
+    beside the weights, let :func:`load_checkpoint` refuse such a file and name the tensor."""
+    out = {}
+    for name in sorted(state):
+        t = state[name].detach().to("cpu").contiguous()
+        h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        out[name] = h.hexdigest()
+    return out
+
+
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict) -> Path:
-    """``torch.save`` the checkpoint atomically (see :func:`atomic_write`)."""
+    """``torch.save`` the checkpoint atomically (see :func:`atomic_write`), with the sha256 of
+    each weight tensor (``model_state_sha256``, see :func:`weights_digest`) added."""
+    if "model_state" in checkpoint:
+        checkpoint = {**checkpoint, "model_state_sha256": weights_digest(checkpoint["model_state"])}
     return atomic_write(path, lambda f: torch.save(checkpoint, f))
+
+
+def _check_digest(path: Path, ckpt: dict) -> None:
+    """Refuse weights whose bytes differ from those saved. Checkpoints written before digests
+    were stored (no ``model_state_sha256``) load without this check."""
+    recorded = ckpt.get("model_state_sha256")
+    if recorded is None:
+        return
+    state = ckpt["model_state"]
+    if not isinstance(recorded, dict) or not isinstance(state, dict) or \
+            not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"checkpoint {path}: model_state or model_state_sha256 is not a dict of tensors/digests")
+    if set(recorded) != set(state):
+        raise CheckpointError(f"checkpoint {path}: model_state holds tensors {sorted(state)} but digests were "
+                              f"recorded for {sorted(recorded)}")
+    actual = weights_digest(state)
+    for name in sorted(state):
+        if actual[name] != recorded[name]:
+            raise CheckpointError(f"checkpoint {path}: tensor {name} is damaged: its sha256 {actual[name][:12]}... "
+                                  f"differs from the {str(recorded[name])[:12]}... recorded when it was saved")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[RNNModel, dict]:
     """Rebuild the model a checkpoint describes and load its weights (``weights_only=True``).
 
     Raises :class:`CheckpointError` (a ``ValueError``) with the path and the reason when the
-    file is missing, unreadable, not a torchrnn checkpoint, or inconsistent with its config.
+    file is missing, unreadable, not a torchrnn checkpoint, inconsistent with its config, or
+    holds a weight tensor whose bytes differ from the sha256 recorded when it was saved.
     """
     path = Path(path)
     if path.is_dir():
@@ -256,7 +296,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint {path}: not a PyTorch checkpoint (not a zip archive; "
                               f"truncated or another kind of file)")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        # read onto the CPU (where the digests are checked); the model moves to map_location below
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(f"checkpoint {path}: holds objects that weights_only=True refuses to "
                               f"load; only checkpoints written by 'torchrnn train' are read") from None
@@ -271,6 +312,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     missing = [k for k in ("model_config", "model_state", "scaler", "windows", "data") if k not in ckpt]
     if missing:
         raise CheckpointError(f"checkpoint {path}: missing {', '.join(missing)}")
+    _check_digest(path, ckpt)
     try:
         model = create_rnn_from_config(ckpt["model_config"])
         model.load_state_dict(ckpt["model_state"], strict=True)
