@@ -390,6 +390,31 @@ def test_scaler_dict_round_trip_is_bit_identical():
     np.testing.assert_array_equal(D.unscale(back, D.scale(sc, v)), D.unscale(sc, D.scale(sc, v)))
 
 
+@pytest.mark.parametrize("edit, needle", [
+    ({"data_max": 0.0}, "data_max 0.0 must be greater than data_min 0.0"),
+    ({"data_max": -1.0}, "data_max -1.0 must be greater than data_min 0.0"),
+    ({"data_max": float("nan")}, "data_max must be a finite number, got nan"),
+    ({"data_min": float("-inf")}, "data_min must be a finite number, got -inf"),
+    ({"data_min": "0"}, "data_min must be a finite number, got '0'"),
+    ({"data_min": -1.5e308, "data_max": 1.5e308}, "by a finite amount"),
+    ({"feature_range": [1.0, 0.0]}, "feature_range (1.0, 0.0) must be increasing"),
+    ({"feature_range": [0.0]}, "feature_range must be a pair (min, max), got [0.0]"),
+    ({"feature_range": [0.0, float("nan")]}, "feature_range[1] must be a finite number, got nan"),
+])
+def test_scaler_from_dict_refuses_what_fit_scaler_would_not_fit(edit, needle):
+    # A hand-edited checkpoint: MinMaxScaler would take a zero range as 1 and skip a NaN, and
+    # every "scaled" number would silently be the original one.
+    d = {"data_min": 0.0, "data_max": 238.9, "feature_range": [0.0, 1.0], **edit}
+    with pytest.raises(ValueError) as info:
+        D.scaler_from_dict(d)
+    assert "scaler" in str(info.value) and needle in str(info.value)
+
+
+def test_scaler_from_dict_names_a_missing_key():
+    with pytest.raises(ValueError, match=r"scaler has no data_max \(keys: \['data_min', 'feature_range'\]\)"):
+        D.scaler_from_dict({"data_min": 0.0, "feature_range": [0.0, 1.0]})
+
+
 def test_sklearn_is_imported_only_when_a_scaler_is_built():
     # scikit-learn (with scipy and pandas under it) takes about a second to import; reading,
     # splitting and windowing must not pay for it.

@@ -342,10 +342,34 @@ def scaler_to_dict(scaler: MinMaxScaler) -> dict:
 
 def scaler_from_dict(d: dict) -> MinMaxScaler:
     """Rebuild the scaler of ``scaler_to_dict``; its transform is bit-identical to the original's."""
+    # The dict may come from a hand-edited checkpoint: a zero or NaN range would make MinMaxScaler
+    # use a range of 1 (or ignore the NaN) and every 'scaled' number would mean nothing, so it
+    # is checked as fit_scaler checks the data it fits on.
+    if not isinstance(d, dict):
+        raise ValueError(f"scaler must be a dict with data_min, data_max, feature_range, got {type(d).__name__}")
+    missing = [k for k in ("data_min", "data_max", "feature_range") if k not in d]
+    if missing:
+        raise ValueError(f"scaler has no {', '.join(missing)} (keys: {sorted(d)})")
+
+    def real(value, name):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(value):
+            raise ValueError(f"scaler {name} must be a finite number, got {value!r}")
+        return float(value)
+
+    lo, hi = real(d["data_min"], "data_min"), real(d["data_max"], "data_max")
+    if not hi > lo or not np.isfinite(hi - lo):
+        raise ValueError(f"scaler data_max {hi!r} must be greater than data_min {lo!r} (by a finite amount); "
+                         f"a constant series cannot be scaled")
+    fr = d["feature_range"]
+    if not isinstance(fr, (list, tuple)) or len(fr) != 2:
+        raise ValueError(f"scaler feature_range must be a pair (min, max), got {fr!r}")
+    fr = (real(fr[0], "feature_range[0]"), real(fr[1], "feature_range[1]"))
+    if not fr[1] > fr[0]:
+        raise ValueError(f"scaler feature_range {fr!r} must be increasing")
     # MinMaxScaler derives scale_ and min_ from data_min_/data_max_ only, so fitting on
     # the two extremes recomputes exactly the same attributes.
-    lo, hi = float(d["data_min"]), float(d["data_max"])
-    return _min_max_scaler(feature_range=tuple(d["feature_range"])).fit(np.array([[lo], [hi]]))
+    return _min_max_scaler(feature_range=fr).fit(np.array([[lo], [hi]]))
 
 
 # --------------------------------------------------------------------------- windows
