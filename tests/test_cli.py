@@ -333,6 +333,35 @@ def test_weights_edited_without_their_digest_are_refused_and_old_checkpoints_loa
     assert torch.equal(model.dense.bias.detach(), ck["model_state"]["dense.bias"])
 
 
+@pytest.mark.parametrize("part, key, value, needle", [
+    ("scaler", "data_max", 0.0, "scaler data_max 0.0 must be greater than data_min 0.0"),
+    ("scaler", "data_max", float("nan"), "scaler data_max must be a finite number, got nan"),
+    ("model_config", "return_sequences", True, "model_config return_sequences is True"),
+    ("model_config", "dense_units", 2, "model_config dense_units is 2"),
+    ("model_config", "input_shape", (24, 1), "model_config input_shape (24, 1) does not fit windows time_steps 12"),
+    ("windows", "time_steps", 24, "does not fit windows time_steps 24"),
+    ("windows", "scale_on", None, "windows has no scale_on"),
+    ("windows", "stride", 0, "windows stride must be a positive integer, got 0"),
+    ("model_config", "dense_units", None, "model_config dense_units is None"),
+])
+def test_edited_checkpoints_are_refused_naming_the_key(tutorial_run, tmp_path, capsys, part, key, value, needle):
+    # Hand-edited checkpoints once gave nonsense numbers (a zero-range scaler) or tracebacks
+    # (return_sequences=True, a missing scale_on); each is now an inconsistent checkpoint.
+    ck = torch.load(tutorial_run[0] / "model.pt", weights_only=True)
+    if value is None and key == "scale_on":
+        del ck[part][key]
+    else:
+        ck[part][key] = value
+    if part == "model_config" and key == "dense_units" and value is None:
+        del ck["model_state"]["dense.weight"], ck["model_state"]["dense.bias"]
+    edited = tmp_path / "edited.pt"
+    E.save_checkpoint(edited, ck)  # valid digests: only the edit itself is wrong
+    with pytest.raises(E.CheckpointError) as info:
+        E.load_checkpoint(edited)
+    assert f"checkpoint {edited}: inconsistent content" in str(info.value) and needle in str(info.value)
+    _one_line_error(capsys, main(["predict", "--checkpoint", str(edited), "--quiet"]), str(edited), needle)
+
+
 def test_bad_data_and_flags(tmp_path, capsys):
     data = tmp_path / "d.csv"
     data.write_text('"Month","Sunspots"\n"1749-01",58.0\n"1749-02",?\n')

@@ -278,6 +278,33 @@ def _check_digest(path: Path, ckpt: dict) -> None:
                                   f"differs from the {str(recorded[name])[:12]}... recorded when it was saved")
 
 
+def _check_windows(w: Any, model: RNNModel) -> None:
+    """The windowing that predict re-applies, and a model that fits it: one value per window in,
+    one forecast out (what ``train_run`` builds). Raises ValueError naming the key."""
+    if not isinstance(w, dict):
+        raise ValueError(f"windows is a {type(w).__name__}, not a dict")
+    missing = [k for k in ("time_steps", "stride", "split", "scale_on") if k not in w]
+    if missing:
+        raise ValueError(f"windows has no {', '.join(missing)}")
+    for key in ("time_steps", "stride"):
+        v = w[key]
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"windows {key} must be a positive integer, got {v!r}")
+    if isinstance(w["split"], (bool, np.bool_)) or not isinstance(w["split"], (int, float, np.number)) \
+            or not 0 < w["split"] < 1:
+        raise ValueError(f"windows split must be a number strictly between 0 and 1, got {w['split']!r}")
+    if w["scale_on"] not in ("train", "all"):
+        raise ValueError(f"windows scale_on must be 'train' or 'all', got {w['scale_on']!r}")
+    cfg = model.config
+    if cfg.return_sequences:
+        raise ValueError("model_config return_sequences is True; a forecaster gives one value per window")
+    if cfg.dense_units != 1:
+        raise ValueError(f"model_config dense_units is {cfg.dense_units!r}; a forecaster has one output")
+    if cfg.input_shape != (int(w["time_steps"]), 1):
+        raise ValueError(f"model_config input_shape {cfg.input_shape} does not fit windows time_steps "
+                         f"{w['time_steps']!r} of one value, ({w['time_steps']!r}, 1)")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[RNNModel, dict]:
     """Rebuild the model a checkpoint describes and load its weights (``weights_only=True``).
 
@@ -314,11 +341,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint {path}: missing {', '.join(missing)}")
     _check_digest(path, ckpt)
     try:
+        if not isinstance(ckpt["model_config"], dict):
+            raise ValueError(f"model_config is a {type(ckpt['model_config']).__name__}, not a dict")
         model = create_rnn_from_config(ckpt["model_config"])
-        model.load_state_dict(ckpt["model_state"], strict=True)
+        _check_windows(ckpt["windows"], model)
+        try:
+            model.load_state_dict(ckpt["model_state"], strict=True)
+        except RuntimeError as exc:  # its first line alone ("Error(s) in loading ...") names nothing
+            raise ValueError(" ".join(str(exc).split())[:300]) from None
         D.scaler_from_dict(ckpt["scaler"])
-        w = ckpt["windows"]
-        int(w["time_steps"]), int(w["stride"]), float(w["split"])
+        if not isinstance(ckpt["data"], dict):
+            raise ValueError(f"data is a {type(ckpt['data']).__name__}, not a dict")
     except (TypeError, ValueError, KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint {path}: inconsistent content ({first})") from None
