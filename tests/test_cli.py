@@ -392,6 +392,40 @@ def test_never_overwrites_a_run(tutorial_run, capsys):
     assert {n: (out / n).read_bytes() for n in cli.OUTPUT_FILES} == before
 
 
+def _no_training(monkeypatch):
+    def train_run(*a, **k):
+        raise AssertionError("trained although --out is unusable")
+    monkeypatch.setattr(E, "train_run", train_run)
+
+
+def test_unusable_out_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    # Found only after the last epoch, an unusable --out used to lose the trained model.
+    _no_training(monkeypatch)
+    (tmp_path / "afile").write_text("a regular file")
+    out = tmp_path / "afile" / "sub" / "deeper"
+    _one_line_error(capsys, main(["train", "--quiet", "--out", str(out)]), f"--out {out}", "cannot create folder",
+                    "Not a directory")
+    if Path("/proc/self").is_dir():  # a folder that exists but takes no new files (Linux)
+        _one_line_error(capsys, main(["train", "--quiet", "--out", "/proc/self"]), "--out /proc/self",
+                        "cannot write files in this folder")
+    if os.name == "posix" and os.geteuid() != 0:  # root writes into read-only folders anyway
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        _one_line_error(capsys, main(["train", "--quiet", "--out", str(ro / "run")]), f"--out {ro / 'run'}",
+                        "Permission denied")
+
+
+def test_folders_made_for_a_failed_run_are_removed_and_existing_ones_kept(tmp_path, capsys, monkeypatch):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(E, "train_run", interrupted)
+    assert main(["train", "--quiet", "--out", str(tmp_path / "a" / "b" / "c")]) == 130
+    assert not (tmp_path / "a").exists(), "the parents it created go too"
+    (tmp_path / "mine").mkdir()
+    assert main(["train", "--quiet", "--out", str(tmp_path / "mine")]) == 130
+    assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
+
+
 def test_default_out_is_a_new_folder_under_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli.time, "strftime", lambda fmt: "20240101-000000")

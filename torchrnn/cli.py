@@ -119,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"seed for the initial weights and the per-epoch shuffle; the same seed "
                         f"repeats a run exactly (default: {DEFAULT_SEED})")
     t.add_argument("--out", metavar="DIR", default=None,
-                   help=f"output folder (created if missing; existing result files are never "
-                        f"overwritten); default: a new {RUNS_DIR}/<YYYYmmdd-HHMMSS> folder")
+                   help=f"output folder (created if missing, and checked writable before training; "
+                        f"existing result files are never overwritten); default: a new "
+                        f"{RUNS_DIR}/<YYYYmmdd-HHMMSS> folder")
     t.add_argument("--device", default="cpu",
                    help="torch device to train on, e.g. cpu or cuda (default: cpu)")
     t.add_argument("--threads", type=_threads, default=DEFAULT_THREADS, metavar="N", help=THREADS_HELP)
@@ -191,24 +192,58 @@ def _out_dir(out: str | None) -> tuple[Path, bool]:
     return path, False
 
 
-def _create_out_dir(path: Path, fresh: bool) -> tuple[Path, bool]:
-    """Create the folder; returns it and whether this call created it."""
-    if not fresh:
-        existed = path.is_dir()
-        path.mkdir(parents=True, exist_ok=True)
-        taken = [f for f in OUTPUT_FILES if (path / f).exists()]
-        if taken:  # someone wrote there while we trained
-            raise UsageError(f"--out {path}: now holds {', '.join(taken)}; refusing to overwrite")
-        return path, not existed
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for n in range(1000):
-        candidate = path if n == 0 else path.with_name(f"{path.name}-{n}")
+def _create_out_dir(path: Path, fresh: bool, flag: str) -> tuple[Path, list[Path]]:
+    """Create the folder (and missing parents) and make sure files can be written in it, before
+    any training: a folder found unusable only after the last epoch would lose the trained model.
+    Returns the folder and the folders this call created (deepest first), to remove if the run
+    fails before writing anything."""
+    import tempfile
+
+    created = [p for p in (path, *path.parents) if not p.exists()]
+    try:
         try:
-            candidate.mkdir()
-            return candidate, True
-        except FileExistsError:
-            continue
-    raise UsageError(f"cannot find a free folder name next to {path}")
+            if not fresh:
+                path.mkdir(parents=True, exist_ok=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                for n in range(1000):
+                    candidate = path if n == 0 else path.with_name(f"{path.name}-{n}")
+                    try:
+                        candidate.mkdir()
+                        break
+                    except FileExistsError:
+                        continue
+                else:
+                    raise UsageError(f"cannot find a free folder name next to {path}")
+                if candidate != path:  # path itself existed, so it is not in `created`
+                    created = [candidate, *created]
+                path = candidate
+        except OSError as exc:
+            raise UsageError(f"{flag} {path}: cannot create folder {exc.filename or path} "
+                             f"({exc.strerror or exc})") from None
+        if not fresh:
+            taken = [f for f in OUTPUT_FILES if (path / f).exists()]
+            if taken:  # someone wrote there since _out_dir looked
+                raise UsageError(f"{flag} {path}: now holds {', '.join(taken)}; refusing to overwrite")
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".torchrnn-write-test.", dir=path)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise UsageError(f"{flag} {path}: cannot write files in this folder ({exc.strerror or exc})") from None
+    except BaseException:
+        _remove_empty(created)
+        raise
+    return path, created
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove the folders this run created, deepest first, as long as they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _fmt(x: float, width: int) -> str:
@@ -258,12 +293,11 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{args.batch_size}, Keras Adam lr {args.lr:g}, seed {args.seed}, {device}, "
               f"{threads} torch thread{'s' if threads != 1 else ''}")
         sys.stdout.flush()
-    run = E.train_run(prep, hidden_units=units, activation=tuple(args.activation), epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=device,
-                      progress=not args.quiet)
-
-    out, created = _create_out_dir(out, fresh)
+    out, created = _create_out_dir(out, fresh, "--out")
     try:
+        run = E.train_run(prep, hidden_units=units, activation=tuple(args.activation), epochs=args.epochs,
+                          batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=device,
+                          progress=not args.quiet)
         E.save_checkpoint(out / "model.pt", run.checkpoint())
         text = json.dumps(run.metrics, indent=2) + "\n"
         E.atomic_write(out / "metrics.json", lambda f: f.write(text), mode="w")
@@ -273,8 +307,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lfig = P.loss_figure(run.history.loss)
         E.atomic_write(out / "loss.png", lambda f: P.save_png(lfig, f))
     except BaseException:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
+        _remove_empty(created)
         raise
 
     print(f"trained in {run.fit_seconds:.1f} s; final loss {run.history.loss[-1]:.6g}")
