@@ -253,6 +253,18 @@ def test_bad_threads_are_usage_errors_naming_the_value(command, value, capsys):
     assert torch.get_num_threads() == before
 
 
+@pytest.mark.parametrize("command", [["train"], ["predict", "--checkpoint", "model.pt"]])
+@pytest.mark.parametrize("value", ["100000", "99999999999", str(cli.MAX_THREADS + 1)])
+def test_too_many_threads_are_refused_naming_the_limit(command, value, capsys):
+    # torch starts what it is given: 20000 threads failed in libgomp, 100000 segfaulted.
+    before = torch.get_num_threads()
+    _one_line_error(capsys, main([*command, "--threads", value]), "--threads", repr(value),
+                    f"from 1 to {cli.MAX_THREADS}")
+    assert torch.get_num_threads() == before
+    assert cli.build_parser().parse_args(["train", "--threads", str(cli.MAX_THREADS)]).threads == cli.MAX_THREADS
+    assert cli.MAX_THREADS == max(64, 4 * (os.cpu_count() or 1))
+
+
 # --------------------------------------------------------------------------- errors, exit codes
 
 def _one_line_error(capsys, rc, *needles):
@@ -493,6 +505,7 @@ def test_every_flag_has_help(capsys):
     words = " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal's width
     assert "reproduces the tutorial exactly" in words and "--scale-on" in words
     assert words.count("[--threads N]") == 2 and "several times slower" in words  # why the default is 1
+    assert words.count(f"At most {cli.MAX_THREADS} (max(64, 4 x CPUs))") == 2
 
 
 _LIGHT_START = """

@@ -64,7 +64,11 @@ _positive_int = _number(int, "a positive integer", lambda v: v >= 1)
 _positive_float = _number(float, "a positive finite number", lambda v: math.isfinite(v) and v > 0)
 _fraction = _number(float, "a number strictly between 0 and 1", lambda v: 0 < v < 1)
 _int = _number(int, "an integer")
-_threads = _number(int, "0 (torch's default) or a positive number of threads", lambda v: v >= 0)
+# torch starts the threads it is given: 20000 fail in libgomp and 100000 segfault, so the count
+# is bounded well above any useful value (a few per core) but far below those.
+MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
+_threads = _number(int, f"0 (torch's default) or a number of threads from 1 to {MAX_THREADS} "
+                        f"(at most max(64, 4 x the {os.cpu_count() or 1} CPUs))", lambda v: 0 <= v <= MAX_THREADS)
 
 DEFAULT_THREADS = 1
 THREADS_HELP = (
@@ -72,7 +76,7 @@ THREADS_HELP = (
     f"(default: {DEFAULT_THREADS}). One because the tutorial's matrices are tiny: a second thread "
     "does not speed up the batch-size-1 training, and makes small matrix products several times "
     "slower whenever another process keeps a core busy; more threads pay off only for large "
-    "predictions on an otherwise idle machine")
+    f"predictions on an otherwise idle machine. At most {MAX_THREADS} (max(64, 4 x CPUs))")
 
 
 def build_parser() -> argparse.ArgumentParser:
