@@ -397,6 +397,18 @@ def test_bad_data_and_flags(tmp_path, capsys):
         assert rc == 2 and "error" in err and "Traceback" not in err, argv
 
 
+@pytest.mark.parametrize("device", ["meta", "xla", "ipu", "privateuseone", "hpu"])
+def test_devices_without_data_or_support_are_usage_errors(tutorial_run, tmp_path, capsys, device):
+    # meta holds no data, the rest need plug-ins: all used to end in tracebacks, and predict
+    # --device meta blamed the checkpoint.
+    _one_line_error(capsys, main(["train", "--quiet", "--epochs", "1", "--device", device,
+                                  "--out", str(tmp_path / "r")]), f"--device {device}", "use --device cpu")
+    assert not (tmp_path / "r").exists()
+    lines = _one_line_error(capsys, main(["predict", "--checkpoint", str(tutorial_run[0] / "model.pt"),
+                                          "--device", device, "--quiet"]), f"--device {device}")
+    assert "checkpoint" not in lines[-1]
+
+
 def test_never_overwrites_a_run(tutorial_run, capsys):
     out, _ = tutorial_run
     before = {n: (out / n).read_bytes() for n in cli.OUTPUT_FILES}

@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"existing result files are never overwritten); default: a new "
                         f"{RUNS_DIR}/<YYYYmmdd-HHMMSS> folder")
     t.add_argument("--device", default="cpu",
-                   help="torch device to train on, e.g. cpu or cuda (default: cpu)")
+                   help="torch device to train on: cpu, or cuda, mps or xpu where available (default: cpu)")
     t.add_argument("--threads", type=_threads, default=DEFAULT_THREADS, metavar="N", help=THREADS_HELP)
     t.add_argument("--quiet", action="store_true",
                    help="no progress bars and no preamble; the result table is still printed")
@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--whole", action="store_true",
                    help="cut windows from the whole series (part 'all') instead of the checkpoint's "
                         "train/test split")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--device", default="cpu",
+                   help="torch device: cpu, or cuda, mps or xpu where available (default: cpu)")
     p.add_argument("--threads", type=_threads, default=DEFAULT_THREADS, metavar="N", help=THREADS_HELP)
     p.add_argument("--quiet", action="store_true", help="no summary on standard error")
     p.set_defaults(handler=cmd_predict)
@@ -157,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------- helpers
 
+# Device types whose tensors hold real data and that this torch can run on when the hardware is
+# there; meta (shapes only), xla, ipu, privateuseone and the rest need packages or plug-ins this
+# CLI does not load, and used to end in tracebacks (or, in predict, in a blamed checkpoint).
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+
+
 def _device(name: str):
     import torch
 
@@ -164,11 +171,21 @@ def _device(name: str):
         dev = torch.device(name)
     except (RuntimeError, ValueError):
         raise UsageError(f"--device {name!r} is not a torch device name (use cpu or cuda)") from None
+    if dev.type not in DEVICE_TYPES:
+        raise UsageError(f"--device {name}: torchrnn runs on {', '.join(DEVICE_TYPES)} devices only "
+                         f"(the last three where available); use --device cpu")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: CUDA is not available here (torch {torch.__version__}, "
                          f"{'no GPU found' if torch.version.cuda else 'a build without CUDA'}); use --device cpu")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise UsageError(f"--device {name}: MPS is not available here; use --device cpu")
+    if dev.type == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        raise UsageError(f"--device {name}: XPU is not available here; use --device cpu")
+    if dev.type in ("cuda", "xpu") and dev.index is not None:
+        count = getattr(torch, dev.type).device_count()
+        if dev.index >= count:
+            raise UsageError(f"--device {name}: there {'is' if count == 1 else 'are'} {count} {dev.type} "
+                             f"device{'' if count == 1 else 's'} here (indices from 0)")
     return dev
 
 
