@@ -409,6 +409,49 @@ def test_devices_without_data_or_support_are_usage_errors(tutorial_run, tmp_path
     assert "checkpoint" not in lines[-1]
 
 
+_CPU_ALLOCATOR = ("[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: can't allocate memory: you "
+                  "tried to allocate 80000000000 bytes. Error code 12 (Cannot allocate memory)")
+
+
+@pytest.mark.parametrize("exc, amount", [
+    (RuntimeError(_CPU_ALLOCATOR), "80 GB"),
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has ..."), "20.00 GiB"),
+    (MemoryError("Unable to allocate 74.5 GiB for an array with shape (100000, 100000)"), "74.5 GiB"),
+    (MemoryError(), None),
+])
+def test_out_of_memory_is_an_error_naming_the_sizes(tmp_path, capsys, monkeypatch, exc, amount):
+    def train_run(*a, **k):
+        raise exc
+    monkeypatch.setattr(E, "train_run", train_run)
+    out = tmp_path / "r"
+    lines = _one_line_error(capsys, main(["train", "--quiet", "--hidden-units", "100000", "--out", str(out)]),
+                            "out of memory", "--hidden-units 100000", "--time-steps 12", "--batch-size 1")
+    if amount:
+        assert f"an allocation of {amount} failed" in lines[-1]
+    assert len(lines) == 1 and not out.exists()
+
+
+def test_other_runtime_errors_still_surface(tmp_path, monkeypatch):
+    def train_run(*a, **k):
+        raise RuntimeError("a bug, not a user's mistake")
+    monkeypatch.setattr(E, "train_run", train_run)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["train", "--quiet", "--out", str(tmp_path / "r")])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS caps allocations this way on Linux")
+def test_hidden_units_beyond_memory_exit_2_without_traceback(tmp_path):
+    # The real thing: an 80 GB orthogonal initialisation under an 8 GB address-space limit.
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (8 * 10**9, 8 * 10**9)); "
+            "from torchrnn.cli import main; "
+            f"sys.exit(main(['train', '--quiet', '--epochs', '1', '--hidden-units', '100000', '--out', {str(tmp_path / 'r')!r}]))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1
+    assert "out of memory (an allocation of 80 GB failed) with --hidden-units 100000" in res.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_never_overwrites_a_run(tutorial_run, capsys):
     out, _ = tutorial_run
     before = {n: (out / n).read_bytes() for n in cli.OUTPUT_FILES}

@@ -12,7 +12,8 @@ it prints the RMSE table with the persistence baseline. ``predict`` rebuilds the
 checkpoint alone and writes one CSV row per window. Both run torch on one intra-op thread unless
 ``--threads`` says otherwise (``--help`` says why); ``metrics.json`` records the count used.
 
-Exit codes: 0 done, 2 bad input (flags, data, checkpoint; one line on stderr), 130 interrupted
+Exit codes: 0 done, 2 bad input (flags, data, checkpoint, sizes that do not fit in memory; one
+line on stderr), 130 interrupted
 (Ctrl-C; no checkpoint is left half-written). ``main(argv)`` returns the code instead of
 exiting, so tests call it in-process.
 """
@@ -24,6 +25,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -408,6 +410,38 @@ def _one_line(exc: BaseException) -> str:
     return text
 
 
+_ALLOCATION = re.compile(r"(?:tried to|unable to) allocate ([0-9.]+ ?[KMGTP]?i?B\b|[0-9]+ bytes)", re.IGNORECASE)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure: MemoryError (NumPy, Python), torch's
+    OutOfMemoryError (CUDA & co.) or the RuntimeError of torch's CPU allocator."""
+    if isinstance(exc, MemoryError):
+        return True
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+
+
+def _memory_error(args: argparse.Namespace, exc: BaseException) -> str:
+    """One line for an allocation failure: how much was asked for and the flags that set sizes."""
+    m = _ALLOCATION.search(str(exc))
+    asked = ""
+    if m:
+        amount = m.group(1)
+        if amount.endswith(" bytes"):
+            amount = f"{int(amount.split()[0]) / 1e9:.3g} GB"
+        asked = f" (an allocation of {amount} failed)"
+    if args.command == "train":
+        sizes = (f"--hidden-units {' '.join(map(str, args.hidden_units))}, --time-steps {args.time_steps}, "
+                 f"--batch-size {args.batch_size}, --device {args.device}")
+    else:
+        sizes = f"the model in --checkpoint {args.checkpoint}, --device {args.device}"
+    return f"out of memory{asked} with {sizes}; try smaller values"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
@@ -422,6 +456,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (ValueError, OSError) as exc:  # DataError, CheckpointError, UsageError are ValueErrors
         print(f"torchrnn {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as exc:  # sizes the user chose (e.g. --hidden-units 100000)
+        if not _out_of_memory(exc):
+            raise
+        print(f"torchrnn {args.command}: error: {_memory_error(args, exc)}", file=sys.stderr)
         return 2
 
 
