@@ -252,6 +252,11 @@ def _assign(model: RNNModel, pairs: Sequence[tuple[str, int, LayerSpec]], spec: 
                 raise KerasFileError(f"{where}: dataset {w.path!r} holds {arr.dtype} values that are not all "
                                      f"finite floats")
             t = torch.from_numpy(np.ascontiguousarray(arr)).to(dtype=p.dtype, device=p.device)
+            if not bool(torch.isfinite(t).all()):
+                # finite in the file's float64, inf once cast: the finite check above cannot see it
+                bad = tuple(int(j) for j in torch.nonzero(~torch.isfinite(t.cpu()))[0])
+                raise KerasFileError(f"{where}: dataset {w.path!r} holds {float(arr[bad])!r} at index {bad}, beyond "
+                                     f"the range of the model's {p.dtype} (largest {torch.finfo(p.dtype).max:.6g})")
             staged[tname] = t.T if rule.transpose else t
     missing = sorted(set(params) - set(staged))
     if missing:   # a torch layer no Keras layer filled

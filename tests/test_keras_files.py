@@ -285,6 +285,31 @@ def test_kernel_of_wrong_shape_keras3(tmp_path, name):
         loader()
 
 
+@pytest.mark.parametrize("name", ["demo_tanh.keras", "demo_tanh.weights.h5"])
+def test_float64_weight_beyond_float32_is_refused(tmp_path, name):
+    # Finite in the file's float64, inf in the float32 model: it used to load as inf and
+    # torchrnn-parity still said PARITY.
+    path = copy(tmp_path, name)
+    dataset = "layers/simple_rnn/cell/vars/2"
+
+    def edit(h5):
+        del h5[dataset]
+        h5.create_dataset(dataset, data=np.array([0.0, 1e39]))
+
+    if name.endswith(".keras"):
+        rewrite_keras_zip(path, weights=edit)
+        loader = lambda: load_keras(path)  # noqa: E731
+    else:
+        with h5py.File(path, "r+") as h5:
+            edit(h5)
+        loader = lambda: load_keras_weights(create_rnn(**fixture("demo_tanh")["create_rnn"]), path)  # noqa: E731
+    with pytest.raises(KerasFileError) as e:
+        loader()
+    msg = str(e.value)
+    assert str(path) in msg and f"{dataset}' holds 1e+39 at index (1,)" in msg
+    assert "beyond the range of the model's torch.float32" in msg
+
+
 @pytest.mark.parametrize("name", ["bad_lstm.keras", "bad_lstm.k2.h5"])
 def test_lstm_model_names_layer_class_and_file(name):
     path = FIXTURES / name
