@@ -36,7 +36,7 @@ from .keras_files import (FORMATS, KerasFileError, KerasModelSpec, KerasWeight, 
 
 __all__ = [
     "INFERENCE_IDENTITY", "MAPPING", "WeightRule", "from_keras", "load_keras", "load_keras_weights",
-    "model_from_spec", "spec_from_keras_model", "spec_to_config",
+    "model_from_spec", "narrowed_weights", "spec_from_keras_model", "spec_to_config",
 ]
 
 
@@ -133,7 +133,7 @@ def _check_dtype(layer: LayerSpec, spec: KerasModelSpec) -> None:
         dtype = (dtype.get("config") or {}).get("name")
     if dtype is not None and dtype not in _FLOAT_DTYPES:
         raise KerasFileError(f"{_where(layer, spec)}: dtype policy {dtype!r}; torchrnn computes in float32, "
-                             f"so only {_FLOAT_DTYPES} models convert exactly")
+                             f"so only float32 models convert exactly (float64 ones are rounded to float32)")
 
 
 def _units(layer: LayerSpec, spec: KerasModelSpec) -> int:
@@ -323,6 +323,13 @@ def model_from_spec(spec: KerasModelSpec) -> RNNModel:
         raise KerasFileError(f"{spec.source}: weights of layers outside the torch model")
     _assign(model, pairs, spec)
     return model.eval()
+
+
+def narrowed_weights(spec: KerasModelSpec, model: RNNModel) -> list[KerasWeight]:
+    """The weights of ``spec`` stored in a wider float than ``model`` holds (a float64 Keras model
+    in the float32 torch model): loading rounds them, so comparisons are at float32 precision."""
+    size = next(model.parameters()).element_size()
+    return [w for layer in spec.weighted_layers() for w in layer.weights if w.array.dtype.itemsize > size]
 
 
 def load_keras(path: str | os.PathLike) -> RNNModel:

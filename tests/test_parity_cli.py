@@ -98,3 +98,49 @@ def test_keras_that_cannot_read_a_keras2_file_is_a_note(capsys):
     assert main([str(FIXTURES / "demo_tanh.k2.h5"), "--keras"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "could not load" in out and "implementations: torch, numpy;" in out
+
+
+def _float64_copy(tmp_path, name="demo_tanh.keras"):
+    """The fixture with every weight stored as float64 and a float64 dtype policy, as Keras writes
+    a model built under keras.config.set_floatx('float64')."""
+    import io
+    import zipfile
+
+    import h5py
+
+    src, dst = FIXTURES / name, tmp_path / f"f64_{name}"
+    with zipfile.ZipFile(src) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    config = json.loads(members["config.json"])
+    for layer in config["config"]["layers"]:
+        if isinstance(layer["config"].get("dtype"), dict):
+            layer["config"]["dtype"]["config"]["name"] = "float64"
+    members["config.json"] = json.dumps(config).encode()
+    buf = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(buf, "r+") as h5:
+        paths = []
+        h5.visititems(lambda p, obj: paths.append(p) if isinstance(obj, h5py.Dataset) else None)
+        for p in paths:
+            data = h5[p][()].astype(np.float64)
+            del h5[p]
+            h5.create_dataset(p, data=data)
+    members["model.weights.h5"] = buf.getvalue()
+    with zipfile.ZipFile(dst, "w") as zf:
+        for n, b in members.items():
+            zf.writestr(n, b)
+    return dst, len(paths)
+
+
+def test_float64_weights_are_said_to_be_compared_in_float32(tmp_path, capsys):
+    # torchrnn computes in float32: a float64 Keras model is rounded on the way in, and the
+    # report says so instead of implying a float64 comparison.
+    path, n = _float64_copy(tmp_path)
+    assert main([str(path)]) == EXIT_OK
+    out = capsys.readouterr().out
+    note = (f"note: weights stored as float64 in the file ({n} arrays, e.g. 'model.weights.h5:layers/simple_rnn/"
+            f"cell/vars/0') were loaded into a torch float32 model: compared in float32, not at the file's precision")
+    assert note in out
+    assert main([str(path), "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["notes"] == [note[len("note: "):]]
+    assert main([str(FIXTURES / "demo_tanh.keras")]) == EXIT_OK
+    assert "note:" not in capsys.readouterr().out, "float32 files get no note"
