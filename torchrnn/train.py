@@ -435,10 +435,15 @@ def _as_tensor(a: Any, name: str, device: torch.device, dtype: torch.dtype) -> t
     return t.contiguous()
 
 
-def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
+def _check_pair(pred: torch.Tensor, target: torch.Tensor, n: int | None = None) -> None:
+    """``pred`` and ``target`` must match. ``n``: they are the first rows of ``n``-row data (fit's
+    one-sample look), and the message gives the shapes of all ``n`` rows, as the user knows them."""
     if pred.shape != target.shape:
+        out, tgt = tuple(pred.shape), tuple(target.shape)
+        if n is not None:
+            out, tgt = (n, *out[1:]), (n, *tgt[1:])
         raise ValueError(
-            f"model output has shape {tuple(pred.shape)} but the targets have shape {tuple(target.shape)}; "
+            f"model output has shape {out} but the targets have shape {tgt}; "
             f"the MSE loss needs matching shapes and will not broadcast them "
             f"(for a (N,) target and a (N, 1) output, pass y.reshape(-1, 1))")
 
@@ -479,7 +484,7 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
     model.eval()
     try:
         with torch.no_grad():
-            _check_pair(model(Xt[:1]), yt[:1])
+            _check_pair(model(Xt[:1]), yt[:1], n)
     finally:
         model.train(was_training)
     model.train()
