@@ -8,7 +8,8 @@ import pytest
 import torch
 from scipy import stats
 
-from torchrnn import create_rnn
+import torchrnn.init
+from torchrnn import cli, create_rnn, fit
 from torchrnn.init import glorot_uniform, make_generator, orthogonal
 
 ORTHO_ATOL = 1e-5  # float32 rounding of an exactly orthogonal float64 QR factor is ~1e-7
@@ -75,3 +76,28 @@ def test_seeded_model_leaves_torch_global_generator_alone():
     state = torch.random.get_rng_state()
     create_rnn([4, 3], 2, (12, 2), seed=9)
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("seed, needle", [
+    (1.5, "seed must be an integer or None, got 1.5"),
+    (2.0, "seed must be an integer or None, got 2.0"),
+    (True, "seed must be an integer or None, got True"),
+    (np.bool_(False), "seed must be an integer or None, got"),
+    ("a", "seed must be an integer or None, got 'a'"),
+    (2**70, f"seed must be an integer from -2**63 to 2**64 - 1 (torch's seed range), got {2**70}"),
+    (-2**63 - 1, f"got {-2**63 - 1}"),
+])
+def test_create_rnn_and_fit_refuse_seeds_they_would_truncate_or_overflow(seed, needle):
+    # create_rnn(seed=1.5) used to build the seed-1 model silently, while fit refused 1.5.
+    with pytest.raises(ValueError) as info:
+        create_rnn(2, 1, (3, 1), seed=seed)
+    assert needle in str(info.value)
+    with pytest.raises(ValueError) as info:
+        fit(create_rnn(2, 1, (3, 1), seed=0), np.zeros((2, 3, 1)), np.zeros((2, 1)), epochs=1, seed=seed)
+    assert needle in str(info.value)
+
+
+def test_seeds_at_the_ends_of_torch_range_and_numpy_integers_work():
+    for seed in (-2**63, 2**64 - 1, np.int64(5)):
+        assert create_rnn(2, 1, (3, 1), seed=seed).config.seed == int(seed)
+    assert torchrnn.init.SEED_RANGE == cli.SEED_RANGE

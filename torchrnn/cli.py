@@ -65,7 +65,10 @@ def _number(parse, expected: str, ok=None):
 _positive_int = _number(int, "a positive integer", lambda v: v >= 1)
 _positive_float = _number(float, "a positive finite number", lambda v: math.isfinite(v) and v > 0)
 _fraction = _number(float, "a number strictly between 0 and 1", lambda v: 0 < v < 1)
-_int = _number(int, "an integer")
+# torchrnn.init.SEED_RANGE (torch.Generator.manual_seed's), written out: importing it would load torch
+SEED_RANGE = (-2**63, 2**64 - 1)
+_seed = _number(int, "an integer from -2**63 to 2**64 - 1 (torch's seed range)",
+                lambda v: SEED_RANGE[0] <= v <= SEED_RANGE[1])
 # torch starts the threads it is given: 20000 fail in libgomp and 100000 segfault, so the count
 # is bounded well above any useful value (a few per core) but far below those.
 MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
@@ -121,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fit the MinMaxScaler on the training part only (default, no look-ahead) or "
                         "on the whole series: 'all' reproduces the tutorial exactly, including its "
                         "look-ahead (the series' maximum lies in the test part)")
-    t.add_argument("--seed", type=_int, default=DEFAULT_SEED,
+    t.add_argument("--seed", type=_seed, default=DEFAULT_SEED,
                    help=f"seed for the initial weights and the per-epoch shuffle; the same seed "
                         f"repeats a run exactly (default: {DEFAULT_SEED})")
     t.add_argument("--out", metavar="DIR", default=None,

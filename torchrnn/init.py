@@ -12,6 +12,7 @@ then moved, so a seed gives the same weights on every device.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -39,10 +40,26 @@ def orthogonal(shape: tuple[int, int], generator: torch.Generator | None = None,
     return (gain * q[:rows, :cols]).to(dtype)
 
 
+SEED_RANGE = (-2**63, 2**64 - 1)  # what torch.Generator.manual_seed takes
+
+
+def check_seed(seed, name: str = "seed") -> int | None:
+    """``seed`` as an int, or None; refuses what would otherwise be silently truncated (1.5 -> 1,
+    True -> 1) or fail inside torch without naming the seed ('Overflow when unpacking long long')."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"{name} must be an integer or None, got {seed!r}")
+    if not SEED_RANGE[0] <= int(seed) <= SEED_RANGE[1]:
+        raise ValueError(f"{name} must be an integer from -2**63 to 2**64 - 1 (torch's seed range), got {seed!r}")
+    return int(seed)
+
+
 def make_generator(seed: int | None) -> torch.Generator | None:
     """A CPU generator seeded with ``seed``, or None to use torch's global one."""
+    seed = check_seed(seed)
     if seed is None:
         return None
     g = torch.Generator(device="cpu")
-    g.manual_seed(int(seed))
+    g.manual_seed(seed)
     return g

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from . import activations as _act
-from .init import glorot_uniform, make_generator
+from .init import check_seed, glorot_uniform, make_generator
 from .layers import SimpleRNN
 
 
@@ -108,7 +108,7 @@ class RNNConfig:
             "dense_use_bias": bool(self.dense_use_bias),
             "return_sequences": bool(self.return_sequences),
             "go_backwards": _per_layer(self.go_backwards, n, "go_backwards", bool),
-            "seed": None if self.seed is None else int(self.seed),
+            "seed": check_seed(self.seed),
         }
         for k, v in fields.items():
             object.__setattr__(self, k, v)

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .init import check_seed
 from .metrics import mse as _mse, rmse as _rmse
 
 __all__ = ["KerasAdam", "History", "fit", "predict", "evaluate"]
@@ -469,8 +470,7 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
     """
     epochs = _positive_int(epochs, "epochs")
     batch_size = _positive_int(batch_size, "batch_size")
-    if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))):
-        raise ValueError(f"seed must be an integer or None, got {seed!r}")
+    seed = check_seed(seed)
     device, dtype = _param_device_dtype(model)
     Xt = _as_tensor(X, "X", device, dtype)
     yt = _as_tensor(y, "y", device, dtype)
