@@ -458,6 +458,24 @@ def test_hidden_units_beyond_memory_exit_2_without_traceback(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_huge_values_give_finite_metrics_and_strict_json(tmp_path, capsys):
+    data = tmp_path / "huge.csv"
+    values = [float(i) for i in range(1, 101)]
+    values[4] = 1e300  # in the training part: the scaler's range becomes ~1e300
+    data.write_text("Month,Value\n" + "".join(f"m{i},{v!r}\n" for i, v in enumerate(values)))
+    assert main(["train", "--data", str(data), "--epochs", "1", "--quiet", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("model", "persistence"))]
+    assert len(rows) == 2 and all(len(r) == 5 for r in rows) and "inf" not in out, out  # 4 readable cells each
+
+    def refuse(constant):
+        raise AssertionError(f"metrics.json holds {constant}")
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text(), parse_constant=refuse)
+    for part in ("train", "test"):
+        row = m["rmse"][part]["model"]
+        assert_close(row["original"], row["scaled"] * (1e300 - 1.0), atol=0.0, rtol=1e-12, name=f"{part} original")
+
+
 def test_never_overwrites_a_run(tutorial_run, capsys):
     out, _ = tutorial_run
     before = {n: (out / n).read_bytes() for n in cli.OUTPUT_FILES}

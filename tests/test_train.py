@@ -89,6 +89,21 @@ def test_mse_rmse_and_table_values():
     assert "original" not in rmse_table(y, {"m": f})["m"]
 
 
+def test_huge_errors_give_a_finite_rmse_or_an_error_never_inf():
+    # 1e300 in a CSV once gave RMSE inf in the table and "Infinity" in metrics.json.
+    y, f = np.array([[1e300], [0.0]]), np.array([[0.0], [0.0]])
+    with np.errstate(all="raise"):  # and no numpy overflow warning on the way
+        assert_close(rmse(y, f), 1e300 / np.sqrt(2), atol=0.0, rtol=1e-15, name="rmse of huge errors")
+    with pytest.raises(ValueError, match=r"mean squared error is beyond float64 \(largest \|error\| 1e\+300 at "
+                                         r"index \(0, 0\)\)"):
+        mse(y, f)
+    with pytest.raises(ValueError, match=r"error itself is beyond float64 \(largest \|error\| inf at index \(1,\)\)"):
+        rmse([0.0, 1e308], [0.0, -1e308])
+    # below the overflow the result is the one computed directly, bit for bit
+    y, f = np.array([3.0, 1e150]), np.array([1.0, 2.0])
+    assert rmse(y, f) == float(np.sqrt(np.mean((y - f) ** 2)))
+
+
 # --------------------------------------------------------------------------- K9 Keras Adam
 
 K9 = [(1e-1, 9.99962e-4, 9.99999e-4), (1e-3, 9.96841e-4, 9.99900e-4), (1e-5, 7.59742e-4, 9.90099e-4)]

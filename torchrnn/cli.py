@@ -273,6 +273,9 @@ def _remove_empty(folders: Sequence[Path]) -> None:
 
 
 def _fmt(x: float, width: int) -> str:
+    if abs(x) >= 1e7:  # data in huge units: 1e298 printed with .2f would be 300 digits wide
+        cell = f"{x:.3e}"
+        return cell.rjust(width) if len(cell) < width else f" {cell}"
     return f"{x:>{width}.4f}" if abs(x) < 10 else f"{x:>{width}.2f}"
 
 
@@ -325,7 +328,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=device,
                           progress=not args.quiet)
         E.save_checkpoint(out / "model.pt", run.checkpoint())
-        text = json.dumps(run.metrics, indent=2) + "\n"
+        # strict JSON: a NaN or Infinity here would be a wrong number that some parsers reject
+        text = json.dumps(run.metrics, indent=2, allow_nan=False) + "\n"
         E.atomic_write(out / "metrics.json", lambda f: f.write(text), mode="w")
         fig = P.forecast_figure(prep.y_train, prep.y_test, run.predictions["train"], run.predictions["test"],
                                 ylabel=f"{prep.series.column or 'Value'} (scaled)")

@@ -54,15 +54,43 @@ def _pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
     return t, p
 
 
-def mse(y_true: Any, y_pred: Any) -> float:
-    """Mean squared error over all elements, shapes checked as described in the module docstring."""
+def _errors(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.floating]:
+    """The errors and the mean of their squares (inf when the squares overflow float64)."""
     t, p = _pair(y_true, y_pred)
-    return float(np.mean((t - p) ** 2))
+    with np.errstate(over="ignore"):
+        d = t - p
+        return d, np.mean(d ** 2)
+
+
+def _overflow(d: np.ndarray, what: str) -> ValueError:
+    a = np.abs(d)
+    idx = tuple(int(i) for i in np.unravel_index(np.argmax(a), a.shape))
+    return ValueError(f"the {what} is beyond float64 (largest |error| {float(a[idx]):g} at index {idx}): "
+                      f"the values are too large; rescale them")
+
+
+def mse(y_true: Any, y_pred: Any) -> float:
+    """Mean squared error over all elements, shapes checked as described in the module docstring.
+    A mean beyond float64 (errors above ~1e154) is a ValueError, never ``inf``."""
+    d, m = _errors(y_true, y_pred)
+    if not np.isfinite(m):
+        raise _overflow(d, "mean squared error")
+    return float(m)
 
 
 def rmse(y_true: Any, y_pred: Any) -> float:
-    """Root mean squared error: ``sqrt(mse(y_true, y_pred))``, shapes checked, never broadcast."""
-    return float(np.sqrt(mse(y_true, y_pred)))
+    """Root mean squared error: ``sqrt(mse(y_true, y_pred))``, shapes checked, never broadcast.
+
+    When the squares overflow float64 but the RMSE does not (errors between ~1e154 and ~1e308),
+    it is computed as ``s * sqrt(mean((d / s)**2))`` with ``s = max|d|``, not returned as ``inf``."""
+    d, m = _errors(y_true, y_pred)
+    if np.isfinite(m):
+        return float(np.sqrt(m))
+    with np.errstate(over="ignore"):
+        s = np.max(np.abs(d))
+    if not np.isfinite(s):
+        raise _overflow(d, "error itself")
+    return float(s * np.sqrt(np.mean((d / s) ** 2)))
 
 
 def rmse_table(y_true: Any, forecasts: Mapping[str, Any],
