@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "and at the output.",
         epilog="Exit status: 0 parity, 1 mismatch, 2 bad input.")
     p.add_argument("model_file", metavar="MODEL_FILE", help="a Keras model file: .keras or full-model .h5")
-    p.add_argument("--input", metavar="X.npy", help="input array (N, time_steps, features) saved with numpy.save; "
+    p.add_argument("--input", metavar="X.npy", help="input array (N, time_steps, features) saved with numpy.save "
+                   "(.npy only: not .npz, text or pickles); "
                    "default: a seeded uniform(-1, 1) batch in the model's input shape")
     p.add_argument("--batch", type=int, default=8, metavar="N", help="size of the default random batch (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the default random batch (default 0)")
@@ -59,10 +60,23 @@ def main(argv: list[str] | None = None) -> int:
         x = None
         if args.input is not None:
             path = Path(args.input)
+            takes = "--input takes one numeric array saved with numpy.save (.npy)"
             try:
+                with open(path, "rb") as f:
+                    magic = f.read(6)
+                if magic[:4] == b"PK\x03\x04":  # np.load would return an NpzFile, later 'a string'
+                    raise ValueError(f"--input {path} is a zip archive (.npz: numpy.savez); {takes}")
+                if magic != b"\x93NUMPY":  # np.load would speak of pickled data for any other file
+                    raise ValueError(f"--input {path} is not a .npy file (no NumPy header); {takes}")
                 x = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as e:
+            except ValueError as e:
+                if str(e).startswith("--input"):
+                    raise
                 raise ValueError(f"cannot read --input {path} as a .npy array (numpy.save): {e}") from None
+            except OSError as e:
+                raise ValueError(f"cannot read --input {path} as a .npy array (numpy.save): {e}") from None
+            if x.dtype.kind not in "biuf":
+                raise ValueError(f"--input {path} holds {x.dtype} values; {takes}")
         keras_path = None
         if args.keras:
             import importlib.util

@@ -144,3 +144,28 @@ def test_float64_weights_are_said_to_be_compared_in_float32(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["notes"] == [note[len("note: "):]]
     assert main([str(FIXTURES / "demo_tanh.keras")]) == EXIT_OK
     assert "note:" not in capsys.readouterr().out, "float32 files get no note"
+
+
+@pytest.mark.parametrize("kind, needle", [
+    ("npz", "is a zip archive (.npz: numpy.savez)"),
+    ("text", "is not a .npy file (no NumPy header)"),
+    ("strings", "holds <U1 values"),
+    ("complex", "holds complex128 values"),
+])
+def test_input_in_another_format_says_which_format_input_takes(tmp_path, capsys, kind, needle):
+    # an .npz used to give "could not convert string to float: 'x'", a text file numpy's advice on pickles
+    path = tmp_path / f"x_{kind}.npy"
+    x = np.zeros((2, 3, 1))
+    if kind == "npz":
+        path = tmp_path / "x.npz"
+        np.savez(path, x=x)
+    elif kind == "text":
+        path.write_text("0 0 0\n")
+    elif kind == "strings":
+        np.save(path, np.array([["a"]]))
+    else:
+        np.save(path, x.astype(complex))
+    assert main([str(FIXTURES / "demo_tanh.keras"), "--input", str(path)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"--input {path} {needle}" in err
+    assert "--input takes one numeric array saved with numpy.save (.npy)" in err and len(err.splitlines()) == 1
