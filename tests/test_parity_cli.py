@@ -92,12 +92,17 @@ def test_empty_input_is_refused_not_a_vacuous_pass(tmp_path, capsys):
     assert "input is empty (shape (0, 3, 1))" in capsys.readouterr().err
 
 
-def test_keras_that_cannot_read_a_keras2_file_is_a_note(capsys):
-    """Keras 3 refuses some Keras 2 files (time_major); torchrnn reads them, and says Keras did not."""
+def test_keras_that_cannot_read_a_keras2_file_is_a_note_and_exit_2(capsys):
+    """Keras 3 refuses some Keras 2 files (time_major); torchrnn reads them, and says Keras did not.
+    --keras asked for a Keras comparison: without one the exit status is not 0 (it was)."""
     pytest.importorskip("keras", reason="the test extra installs Keras")
-    assert main([str(FIXTURES / "demo_tanh.k2.h5"), "--keras"]) == EXIT_OK
-    out = capsys.readouterr().out
+    path = FIXTURES / "demo_tanh.k2.h5"
+    assert main([str(path), "--keras"]) == EXIT_BAD_INPUT
+    out, err = capsys.readouterr()
     assert "could not load" in out and "implementations: torch, numpy;" in out
+    assert err == (f"torchrnn-parity: error: --keras: Keras could not load {path} (see the note), so it was not "
+                   f"compared; only torch and the NumPy referee were\n")
+    assert main([str(path)]) == EXIT_OK, "without --keras nothing was asked of Keras"
 
 
 def _float64_copy(tmp_path, name="demo_tanh.keras"):
