@@ -165,7 +165,13 @@ class RNNModel(nn.Module):
         for layer in self.rnn:
             x = layer(x)
         if self.dense is not None:
-            x = self._dense_act(self.dense(x))
+            if x.dim() == 3 and not x.is_contiguous() and x.transpose(0, 1).is_contiguous():
+                # A sequence from the step loop is a (N, L, H) view of a time-major (L, N, H)
+                # buffer; the Dense acts on each step alike, so it runs on that buffer as it lies
+                # (nn.Linear would first copy the view to a contiguous (N, L, H) tensor).
+                x = self._dense_act(self.dense(x.transpose(0, 1))).transpose(0, 1)
+            else:
+                x = self._dense_act(self.dense(x))
         return x
 
     def _check_input(self, x: torch.Tensor) -> None:
