@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -222,3 +223,53 @@ def test_compare_never_excuses_nan_or_a_different_infinity():
     assert compare([np.inf], [np.inf], atol=1e-5, rtol=1e-5).ok
     for actual, expected in [([np.nan], [np.inf]), ([np.nan], [np.nan]), ([-np.inf], [np.inf]), ([1.0], [np.inf])]:
         assert not compare(actual, expected, atol=1e-5, rtol=1e-5).ok, (actual, expected)
+
+
+# ---- predict: input conversion --------------------------------------------
+
+def test_float32_input_is_shared_not_copied():
+    m = create_rnn(3, 1, (12, 1), seed=0)
+    x = np.random.default_rng(0).random((50, 12, 1), dtype=np.float32)
+    t = m.as_input(x)
+    assert t.dtype == torch.float32 and np.shares_memory(t.numpy(), x)
+    assert np.shares_memory(m.as_input(x[:, :, 0]).numpy(), x), "a 2-D (N, L) array is viewed as (N, L, 1)"
+    x64 = x.astype(np.float64)
+    t64 = m.as_input(x64)
+    assert t64.dtype == torch.float32 and not np.shares_memory(t64.numpy(), x64)
+    before = x.copy()
+    np.testing.assert_array_equal(m.predict(x), m.predict(x64))
+    np.testing.assert_array_equal(x, before)  # predict never writes into the array it shares
+
+
+def test_arrays_torch_cannot_view_are_converted():
+    m = create_rnn(3, 1, (12, 1), seed=0)
+    x = np.random.default_rng(0).random((20, 12, 1), dtype=np.float32)
+    want = m.predict(x)
+    frozen = x.copy()
+    frozen.flags.writeable = False  # torch.from_numpy would warn about it
+    assert_close(m.predict(frozen), want, atol=0.0, name="read-only array")
+    assert_close(m.predict(x[:, ::-1][:, ::-1]), want, atol=0.0, name="negative strides")
+    assert_close(m.predict(x.astype(">f4")), want, atol=0.0, name="big-endian array")
+    assert_close(m.predict(x.tolist()), want, atol=0.0, name="nested lists")
+    assert_close(m.predict(np.ones((20, 12, 1), dtype=np.int64)), m.predict(np.ones((20, 12, 1))), atol=0.0,
+                 name="integers")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("value, index", [(np.nan, (1234, 3, 0)), (np.inf, (0, 0, 0)), (-np.inf, (2999, 11, 0))])
+def test_non_finite_input_names_value_and_index(dtype, value, index):
+    m = create_rnn(3, 1, (12, 1), seed=0)
+    x = np.random.default_rng(0).random((3000, 12, 1)).astype(dtype)
+    x[index] = value
+    with pytest.raises(ValueError, match=re.escape(f"input holds a non-finite value {value!r} at index {index}")):
+        m.predict(x)
+
+
+def test_float64_beyond_float32_is_refused_not_made_infinite():
+    m = create_rnn(3, 1, (12, 1), seed=0)
+    x = np.random.default_rng(0).random((3000, 12, 1))
+    x[1500, 6, 0] = -1e39  # finite in float64, -inf in float32
+    with pytest.raises(ValueError, match=r"input holds values beyond the range of the model's torch.float32"):
+        m.predict(x)
+    m64 = create_rnn(3, 1, (12, 1), seed=0).double()
+    assert m64.predict(np.full((1, 12, 1), 1e39)).shape == (1, 1), "a float64 model takes it"

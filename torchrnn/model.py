@@ -269,10 +269,15 @@ class RNNModel(nn.Module):
         """Validate an array-like and return it as a ``(N, L, F)`` tensor on the model's device/dtype.
 
         A 2-D ``(N, L)`` array is read as ``(N, L, 1)`` only when the model has one feature; any
-        other rank or a feature count that does not fit is refused, never broadcast.
+        other rank or a feature count that does not fit is refused, never broadcast. An array
+        already in the model's dtype (float32 NumPy for a float32 model on the CPU) is not copied:
+        the tensor shares its memory. Other input is cast once, then checked for values the
+        model's dtype cannot hold (float64 1e39 is infinite in float32).
         """
+        from .train import _cast_checked, _first_non_finite, _numeric_tensor
+
         p = next(self.parameters())
-        arr = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+        arr = _numeric_tensor(x, "input")
         steps, feats = self.config.input_shape
         want = f"(batch, {steps if steps is not None else 'time_steps'}, {feats})"
         given = tuple(arr.shape)
@@ -282,23 +287,21 @@ class RNNModel(nn.Module):
             hint = (" (a 2-D (batch, time_steps) array is accepted only for a one-feature model)"
                     if arr.dim() == 2 else "")
             raise ValueError(f"expected input of shape {want}, got {tuple(arr.shape)}{hint}")
-        if not torch.is_floating_point(arr):
-            arr = arr.to(torch.float64)
         if arr.shape[0] == 0:
             raise ValueError(f"input is empty (shape {given}); need at least one sequence")
-        if not bool(torch.isfinite(arr).all()):
-            bad = tuple(int(i) for i in torch.nonzero(~torch.isfinite(arr))[0])
-            raise ValueError(f"input holds a non-finite value {arr[bad].item()!r} at index {bad}")
-        arr = arr.to(device=p.device, dtype=p.dtype)
-        if not bool(torch.isfinite(arr).all()):
+        out, problem = _cast_checked(arr, p.device, p.dtype)
+        if problem == "non-finite":
+            _, bad, value = _first_non_finite(arr)
+            raise ValueError(f"input holds a non-finite value {value!r} at index {bad}")
+        if problem == "range":
             raise ValueError(f"input holds values beyond the range of the model's {p.dtype}")
         try:
-            self._check_input(arr)
+            self._check_input(out)
         except ValueError as e:
-            if arr.dim() == 3 and len(given) == 2:
+            if out.dim() == 3 and len(given) == 2:
                 raise ValueError(f"{e} (read from a 2-D array of shape {given} as (batch, time_steps, 1))") from None
             raise
-        return arr
+        return out
 
     def predict(self, x: Any, batch_size: int | None = None) -> np.ndarray:
         """NumPy in (float64 welcome), NumPy out: ``(N, D)``, or ``(N, L, D)`` with return_sequences.
