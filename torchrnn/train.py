@@ -622,21 +622,39 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
 def predict(model: nn.Module, X: Any, batch_size: int | None = None) -> np.ndarray:
     """The model's outputs for ``X`` as a NumPy array (the parameters' dtype), in eval mode, no grad.
 
-    ``batch_size=None`` runs all of ``X`` in one batch; another batch size changes the results
-    only by float rounding (matrix products of another shape), a few ulps.
+    ``batch_size=None`` lets the model choose: a model with a ``predict_batch_size(shape)``
+    method is run in chunks of that many samples (:meth:`torchrnn.RNNModel.predict_batch_size`
+    sizes them for the CPU's caches), any other module on all of ``X`` at once. A batch size
+    changes the results only by float rounding (matrix products of another shape), a few ulps.
+    The chunks' outputs are written into one preallocated array.
     """
     if batch_size is not None:
         batch_size = _positive_int(batch_size, "batch_size")
     device, dtype = _param_device_dtype(model)
-    Xt = _as_tensor(X, "X", device, dtype)
+    return _predict_checked(model, _as_tensor(X, "X", device, dtype), batch_size)
+
+
+def _predict_checked(model: nn.Module, Xt: torch.Tensor, batch_size: int | None) -> np.ndarray:
+    """:func:`predict` on a tensor already validated and on the model's device and dtype."""
+    n = Xt.shape[0]
+    if batch_size is None:
+        choose = getattr(model, "predict_batch_size", None)
+        batch_size = int(choose(tuple(Xt.shape))) if callable(choose) else n
+    batch_size = max(1, min(batch_size, n))
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            if batch_size is None or batch_size >= Xt.shape[0]:
-                out = model(Xt)
-            else:
-                out = torch.cat([model(Xt[i:i + batch_size]) for i in range(0, Xt.shape[0], batch_size)])
+        # inference_mode: no autograd bookkeeping (version counters, views) on any op; the
+        # outputs leave as NumPy arrays, never to be differentiated.
+        with torch.inference_mode():
+            first = model(Xt[:batch_size])
+            # Chunks are written into one output: no list of chunk outputs and no torch.cat, and the
+            # result never keeps a chunk's internal buffers alive (an output may be a view of one).
+            out = torch.empty((n, *first.shape[1:]), dtype=first.dtype, device=first.device)
+            out[:batch_size] = first
+            del first
+            for s in range(batch_size, n, batch_size):
+                out[s:s + batch_size] = model(Xt[s:s + batch_size])
     finally:
         model.train(was_training)
     return out.cpu().numpy()
