@@ -43,9 +43,9 @@ class SimpleRNN(nn.Module):
     a tanh layer in 0.6-0.8x the time of the fused kernel under autograd (batch 1 x 12 steps x 3
     units up to 64 x 120 x 64); without gradients, its in-place loop takes 0.3-0.9x the fused
     kernel's time (100,000 x 12 x 1 -> 3 and 10,000 x 120 x 8 -> 64, each at its best chunk size,
-    1 and 2 threads). On an accelerator,
-    torch's fused kernel (cuDNN) for tanh and relu. ``True`` forces the fused kernel where it
-    applies, ``False`` the step loop: both give the same numbers (tests).
+    1 and 2 threads). On an accelerator, torch's fused kernel (cuDNN) for tanh and relu.
+    ``True`` forces the fused kernel where it applies, ``False`` the step loop: both give the
+    same numbers (tests).
     """
 
     def __init__(self, input_size: int, units: int, activation: str | None = "tanh", *,

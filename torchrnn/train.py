@@ -401,7 +401,7 @@ def _numeric_tensor(a: Any, name: str) -> torch.Tensor:
 
     A tensor is detached; a float32 or float64 NumPy array that torch can view (native byte
     order, aligned, writable, no negative strides) becomes a tensor on the same memory
-    (``torch.from_numpy``), in its own dtype: nothing here or in :func:`predict` writes to it.
+    (``torch.from_numpy``), in its own dtype: neither :func:`fit` nor :func:`predict` writes to it.
     Anything else (lists, integers, booleans, other arrays) goes through a float64 NumPy array,
     so that integers are rounded once, by the final cast.
     """
