@@ -5,7 +5,8 @@ Cases (``SimpleRNN(units, tanh)`` + ``Dense(1, tanh)``, inputs uniform in [0, 1)
     large    10,000 windows of (120, 8) through 64 units
 
 Variants:
-    torchrnn  model.predict(x) on the whole array, and model.predict(x, batch_size=B) for B in --torch-batches
+    torchrnn  model.predict(x) as a user calls it (its default chunks, RNNModel.predict_batch_size), and
+              model.predict(x, batch_size=B) for B in --torch-batches ("all" = the whole array in one batch)
     keras     model.predict(x, verbose=0) with its default batch_size=32 (what a user gets), and
               batch_size=B for B in --keras-batches ("all" = the whole array in one batch), so
               that a like-for-like batch is in the table too
@@ -47,8 +48,8 @@ def torch_model(name: str):
     return create_rnn(c["units"], 1, (c["steps"], c["features"]), ("tanh", "tanh"), seed=SEED)
 
 
-def _bs(v):
-    return None if v in (None, "all") else int(v)
+def _bs(v, n):
+    return None if v == "default" else n if v == "all" else int(v)
 
 
 # --------------------------------------------------------------------------- workers
@@ -63,7 +64,7 @@ def torch_worker(args):
     def run(req):
         m, x = models[req["case"]], inputs[req["case"]]
         t0 = time.perf_counter()
-        out = m.predict(x, batch_size=_bs(req["batch"]))
+        out = m.predict(x, batch_size=_bs(req["batch"], x.shape[0]))
         dt = time.perf_counter() - t0
         return {"seconds": dt, "head": out[:1000].ravel().tolist()}
 
@@ -103,7 +104,7 @@ def plan(args, names):
     jobs = []
     for case in args.cases.split(","):
         for w in names:
-            batches = (["all", *args.torch_batches.split(",")] if w.startswith("torchrnn")
+            batches = (["default", *args.torch_batches.split(",")] if w.startswith("torchrnn")
                        else ["default", *args.keras_batches.split(",")])
             jobs += [(w, case, b) for b in batches if b]
     return jobs
@@ -111,7 +112,7 @@ def plan(args, names):
 
 def variant_name(worker: str, batch: str) -> str:
     if batch == "default":
-        return f"{worker} bs=32 (default)"
+        return f"{worker} bs={'auto' if worker.startswith('torchrnn') else 32} (default)"
     return f"{worker} bs={'whole' if batch == 'all' else batch}"
 
 
@@ -153,29 +154,33 @@ def ratios(rows):
             keras_def = rs.get(("keras-tdef", "default"))
             keras_best = min(((v, k) for k, v in rs.items() if k[0].startswith("keras-")), default=None)
             for w in ("torchrnn-tdef", "torchrnn-t1"):
-                if (w, "all") in rs and keras_def:
+                if (w, "default") in rs and keras_def:
                     out.append(C.ratio(f"inference {case} [{cond}] defaults: {w} predict(x) / keras-tdef predict(x) "
-                                       f"(batch 32)", rs[(w, "all")], keras_def, 0.2, headline=True))
+                                       f"(batch 32)", rs[(w, "default")], keras_def, 0.2, headline=True))
                 mine = [(v, k) for k, v in rs.items() if k[0] == w]
                 if mine and keras_best:
                     v, k = min(mine)
                     kb = keras_best[1]
-                    out.append(C.ratio(f"inference {case} [{cond}] best batch: {w} bs={_label(k[1])} / "
-                                       f"{kb[0]} bs={_label(kb[1])}", v, keras_best[0], 0.2, headline=True,
+                    out.append(C.ratio(f"inference {case} [{cond}] best batch: {w} bs={_label(k[1], w)} / "
+                                       f"{kb[0]} bs={_label(kb[1], kb[0])}", v, keras_best[0], 0.2, headline=True,
                                        note="each side at its fastest batch size in this run"))
                 for b in ("4096", "all"):
                     if (w, b) in rs and ("keras-tdef", b) in rs:
                         out.append(C.ratio(f"inference {case} [{cond}] same batch {_label(b)}: {w} / keras-tdef",
                                            rs[(w, b)], rs[("keras-tdef", b)], 0.2))
+            for w in ("torchrnn-tdef", "torchrnn-t1"):
+                if (w, "default") in rs and (w, "all") in rs:
+                    out.append(C.ratio(f"inference {case} [{cond}] {w}: predict(x) default chunks / whole array in one batch",
+                                       rs[(w, "default")], rs[(w, "all")], None))
             for (w, b), v in rs.items():
                 if w == "torchrnn-t1" and ("torchrnn-tdef", b) in rs:
-                    out.append(C.ratio(f"inference {case} [{cond}] torchrnn bs={_label(b)}: 1 thread / default threads",
+                    out.append(C.ratio(f"inference {case} [{cond}] torchrnn bs={_label(b, w)}: 1 thread / default threads",
                                        v, rs[("torchrnn-tdef", b)], None))
     return out
 
 
-def _label(b):
-    return {"all": "whole", "default": "32 (default)"}.get(b, b)
+def _label(b, worker=""):
+    return {"all": "whole", "default": "auto (default)" if worker.startswith("torchrnn") else "32 (default)"}.get(b, b)
 
 
 def main(argv=None):
@@ -184,7 +189,8 @@ def main(argv=None):
     p.add_argument("--threads", default="default", help=argparse.SUPPRESS)
     p.add_argument("--repeats", type=int, default=5, help="timed calls per variant (default 5)")
     p.add_argument("--cases", default="small,large", help="which cases (default small,large)")
-    p.add_argument("--torch-batches", default="1024,4096", help="torch batch sizes besides the whole array")
+    p.add_argument("--torch-batches", default="1024,4096,all",
+                   help="torch batch sizes besides predict(x)'s own default ('all' = the whole array; default 1024,4096,all)")
     p.add_argument("--keras-batches", default="4096,all", help="Keras batch sizes besides its default 32")
     p.add_argument("--torch-threads", default="1,default", help="torch intra-op settings (default 1,default)")
     p.add_argument("--tf-threads", default="default,1", help="TF intra-op settings (default default,1)")

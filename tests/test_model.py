@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
 import torch
 
-from parity import GOLDEN_ATOL, assert_close, numpy_forward
-from cases import K2_WEIGHTS, K2_X, K3_FLAT, K3_WEIGHTS
+from parity import FLOAT32_ATOL, GOLDEN_ATOL, assert_close, numpy_forward
+from cases import K2_WEIGHTS, K2_X, K3_FLAT, K3_WEIGHTS, float32_atol_for
 from torchrnn import RNNConfig, create_rnn, create_rnn_from_config
 
 def k1_model(go_backwards):
@@ -222,3 +223,107 @@ def test_compare_never_excuses_nan_or_a_different_infinity():
     assert compare([np.inf], [np.inf], atol=1e-5, rtol=1e-5).ok
     for actual, expected in [([np.nan], [np.inf]), ([np.nan], [np.nan]), ([-np.inf], [np.inf]), ([1.0], [np.inf])]:
         assert not compare(actual, expected, atol=1e-5, rtol=1e-5).ok, (actual, expected)
+
+
+# ---- predict: input conversion, default chunks --------------------------------------------
+
+def test_float32_input_is_shared_not_copied():
+    m = create_rnn(3, 1, (12, 1), seed=0)
+    x = np.random.default_rng(0).random((50, 12, 1), dtype=np.float32)
+    t = m.as_input(x)
+    assert t.dtype == torch.float32 and np.shares_memory(t.numpy(), x)
+    assert np.shares_memory(m.as_input(x[:, :, 0]).numpy(), x), "a 2-D (N, L) array is viewed as (N, L, 1)"
+    x64 = x.astype(np.float64)
+    t64 = m.as_input(x64)
+    assert t64.dtype == torch.float32 and not np.shares_memory(t64.numpy(), x64)
+    before = x.copy()
+    np.testing.assert_array_equal(m.predict(x), m.predict(x64))
+    np.testing.assert_array_equal(x, before)  # predict never writes into the array it shares
+
+
+def test_arrays_torch_cannot_view_are_converted():
+    m = create_rnn(3, 1, (12, 1), seed=0)
+    x = np.random.default_rng(0).random((20, 12, 1), dtype=np.float32)
+    want = m.predict(x)
+    frozen = x.copy()
+    frozen.flags.writeable = False  # torch.from_numpy would warn about it
+    assert_close(m.predict(frozen), want, atol=0.0, name="read-only array")
+    assert_close(m.predict(x[:, ::-1][:, ::-1]), want, atol=0.0, name="negative strides")
+    assert_close(m.predict(x.astype(">f4")), want, atol=0.0, name="big-endian array")
+    assert_close(m.predict(x.tolist()), want, atol=0.0, name="nested lists")
+    assert_close(m.predict(np.ones((20, 12, 1), dtype=np.int64)), m.predict(np.ones((20, 12, 1))), atol=0.0,
+                 name="integers")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("value, index", [(np.nan, (1234, 3, 0)), (np.inf, (0, 0, 0)), (-np.inf, (2999, 11, 0))])
+def test_non_finite_input_names_value_and_index(dtype, value, index):
+    m = create_rnn(3, 1, (12, 1), seed=0)
+    x = np.random.default_rng(0).random((3000, 12, 1)).astype(dtype)
+    x[index] = value
+    with pytest.raises(ValueError, match=re.escape(f"input holds a non-finite value {value!r} at index {index}")):
+        m.predict(x)
+
+
+def test_float64_beyond_float32_is_refused_not_made_infinite():
+    m = create_rnn(3, 1, (12, 1), seed=0)
+    x = np.random.default_rng(0).random((3000, 12, 1))
+    x[1500, 6, 0] = -1e39  # finite in float64, -inf in float32
+    with pytest.raises(ValueError, match=r"input holds values beyond the range of the model's torch.float32"):
+        m.predict(x)
+    m64 = create_rnn(3, 1, (12, 1), seed=0).double()
+    assert m64.predict(np.full((1, 12, 1), 1e39)).shape == (1, 1), "a float64 model takes it"
+
+
+def test_default_chunk_sizes():
+    """The documented defaults: state rows within 512 KB, a chunk's state buffers within 32 MB."""
+    assert create_rnn(64, 1, (120, 8)).predict_batch_size((10_000, 120, 8)) == 2048
+    assert create_rnn(3, 1, (12, 1)).predict_batch_size((100_000, 12, 1)) == 43690
+    assert create_rnn(64, 1, (120, 8), return_sequences=True).predict_batch_size((10_000, 120, 8)) == 1092
+    assert create_rnn([64, 64], 1, (120, 8)).predict_batch_size((10_000, 120, 8)) == 1074
+    assert create_rnn(64, 1, (120, 8)).double().predict_batch_size((10_000, 120, 8)) == 1024
+    assert create_rnn(3, 1, (12, 1)).predict_batch_size((187, 12, 1)) == 187, "all at once when they fit"
+    assert create_rnn(512, 1, (None, 1), return_sequences=True).predict_batch_size((5, 20_000, 1)) == 1, \
+        "at least one sequence, however long"
+    fused_seq = create_rnn(64, 1, (120, 8)).use_fused_kernel(True).predict_batch_size((10_000, 120, 8))
+    assert fused_seq == 1092, "the fused kernel keeps every step's state"
+
+
+def _chunk_count(model, x, **kwargs):
+    calls = []
+    handle = model.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[0]))
+    try:
+        out = model.predict(x, **kwargs)
+    finally:
+        handle.remove()
+    return out, calls
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(hidden_units=5, dense_units=2),
+    dict(hidden_units=5, dense_units=2, return_sequences=True),
+    dict(hidden_units=[6, 4], dense_units=1, go_backwards=[False, True]),
+    dict(hidden_units=[6, 4], dense_units=None, return_sequences=True, activation=("sigmoid", "linear")),
+    dict(hidden_units=4, dense_units=3, activation=("softmax", "tanh"), use_bias=False),
+], ids=["last_state", "return_sequences", "stacked", "stacked_sequences_no_dense", "softmax_no_bias"])
+def test_default_chunks_equal_one_batch(monkeypatch, kwargs):
+    import torchrnn.model as M
+
+    m = create_rnn(input_shape=(9, 3), seed=4, **kwargs)
+    x = np.random.default_rng(1).uniform(-1, 1, (2500, 9, 3)).astype(np.float32)
+    whole, calls = _chunk_count(m, x, batch_size=len(x))
+    assert calls == [2500]
+    # Budgets small enough for 1000 sequences a chunk: 3 chunks, the last one short.
+    kept_per_sequence = sum(l.units * (9 if l.return_sequences else 2) for l in m.rnn) * 4
+    monkeypatch.setattr(M, "PREDICT_ROW_BYTES", 1000 * max(l.units for l in m.rnn) * 4)
+    monkeypatch.setattr(M, "PREDICT_CHUNK_BYTES", 1000 * kept_per_sequence)
+    assert m.predict_batch_size(x.shape) == 1000
+    chunked, calls = _chunk_count(m, x)
+    assert calls == [1000, 1000, 500]
+    assert chunked.flags.c_contiguous and chunked.shape == whole.shape
+    assert_close(chunked, whole, atol=FLOAT32_ATOL, name=f"default chunks vs one batch {kwargs}")
+    explicit, calls = _chunk_count(m, x, batch_size=999)
+    assert calls == [999, 999, 502], "an explicit batch size overrides the default"
+    assert_close(explicit, whole, atol=FLOAT32_ATOL, name="batch size 999 vs one batch")
+    assert_close(whole, numpy_forward(m.get_weights(), x.astype(np.float64), config=m.config),
+                 atol=float32_atol_for(m, x), name="one batch vs the NumPy referee")

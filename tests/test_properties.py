@@ -1,5 +1,8 @@
-"""Property tests over random configurations: fused kernel == step loop, and float64 == NumPy referee."""
+"""Property tests over random configurations: fused kernel == step loop, float64 == NumPy referee, and
+predict's no-grad loop in default chunks == the training forward in one batch."""
 from __future__ import annotations
+
+from unittest import mock
 
 import numpy as np
 import torch
@@ -7,7 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from parity import FLOAT32_ATOL, FLOAT64_ATOL, assert_close, numpy_forward
-from cases import model_configs
+from cases import float32_atol_for, model_configs
 from torchrnn import create_rnn
 
 def configs(rnn_activations=None):
@@ -49,3 +52,26 @@ def test_float64_model_matches_numpy_reference(cfg, batch, fused):
     assert out.dtype == np.float64
     # rtol of the same size keeps the check meaningful for values far from 1 (relu, exponential).
     assert_close(out, ref, atol=FLOAT64_ATOL, rtol=FLOAT64_ATOL, name=f"float64 torch vs numpy {cfg}")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=configs(), batch=st.integers(2, 40), chunk=st.integers(1, 39))
+def test_inference_loop_and_default_chunks_equal_the_training_forward(cfg, batch, chunk):
+    """predict's no-grad step loop, in default chunks of ``chunk`` sequences, against the forward
+    of the loop that training runs (its own autograd node), in one batch."""
+    import torchrnn.model as M
+
+    model = create_rnn(**cfg).use_fused_kernel(False)
+    _random_bias(model, cfg["seed"])
+    x = np.random.default_rng(cfg["seed"] + 2).uniform(-1, 1, (batch, *cfg["input_shape"])).astype(np.float32)
+    train_forward = model(torch.from_numpy(x)).detach().numpy()  # gradients on: the training path
+    assume(np.all(np.isfinite(train_forward)) and np.max(np.abs(train_forward)) < 1e6)
+    widest = max(layer.units for layer in model.rnn)
+    with mock.patch.object(M, "PREDICT_ROW_BYTES", chunk * widest * 4), \
+            mock.patch.object(M, "PREDICT_CHUNK_BYTES", 2**40):
+        assert model.predict_batch_size(x.shape) == min(chunk, batch)
+        out = model.predict(x)
+    with np.errstate(all="ignore"):
+        atol = float32_atol_for(model, x)
+    assert_close(out, train_forward, atol=atol, rtol=FLOAT32_ATOL,
+                 name=f"predict in chunks of {chunk} vs training forward {cfg}")

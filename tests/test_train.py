@@ -380,6 +380,36 @@ def test_predict_and_evaluate(sunspots):
     assert_close(evaluate(m, Xte, yte[:, 0])["rmse"], ev["rmse"], atol=0.0, name="(N,) targets")
 
 
+def test_predict_validates_direct_input_and_lets_the_model_choose_chunks(monkeypatch):
+    import torchrnn.model as M
+
+    m = create_rnn(3, 1, (12, 1), seed=0)
+    x = np.random.default_rng(0).random((1000, 12, 1))
+    bad = x.copy()
+    bad[700, 5, 0] = np.nan
+    with pytest.raises(ValueError, match=r"X holds 1 non-finite values \(first nan at index \(700, 5, 0\)\)"):
+        predict(m, bad)
+    bad[700, 5, 0] = 1e39
+    with pytest.raises(ValueError, match="X has values out of range for torch.float32"):
+        predict(m, bad)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        predict(m, x, batch_size=0)
+    whole = predict(m, x, batch_size=1000)
+    monkeypatch.setattr(M, "PREDICT_ROW_BYTES", 400 * 3 * 4)  # 400 sequences a chunk
+    sizes = []
+    handle = m.register_forward_hook(lambda mod, args, out: sizes.append(args[0].shape[0]))
+    assert_close(predict(m, x), whole, atol=FLOAT32_ATOL, name="model's chunks vs one batch")
+    assert_close(predict(m, torch.from_numpy(x).float()), whole, atol=FLOAT32_ATOL, name="tensor input")
+    handle.remove()
+    assert sizes == [400, 400, 200] * 2
+    # A module without predict_batch_size runs in one batch, as before.
+    lin = nn.Linear(3, 2)
+    calls = []
+    lin.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[0]))
+    assert predict(lin, np.ones((5000, 3), dtype=np.float32)).shape == (5000, 2)
+    assert calls == [5000]
+
+
 def test_progress_bar_on_stderr_only_when_asked(sunspots, capsys):
     Xtr, ytr = sunspots[0][:20], sunspots[1][:20]
     fit(create_rnn(3, 1, (12, 1), seed=0), Xtr, ytr, epochs=2, seed=0)

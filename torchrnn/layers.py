@@ -41,10 +41,11 @@ class SimpleRNN(nn.Module):
     Which implementation runs (``use_fused``): ``None`` (the default) picks by measurement. On
     the CPU, the step loop: with gradients, its own autograd node does the forward and backward of
     a tanh layer in 0.6-0.8x the time of the fused kernel under autograd (batch 1 x 12 steps x 3
-    units up to 64 x 120 x 64); without gradients, its in-place loop takes 0.4-1.0x the fused
-    kernel's time (100,000 x 12 x 1 -> 3 and 10,000 x 120 x 8 -> 64; bench/). On an accelerator,
-    torch's fused kernel (cuDNN) for tanh and relu. ``True`` forces the fused kernel where it
-    applies, ``False`` the step loop: both give the same numbers (tests).
+    units up to 64 x 120 x 64); without gradients, its in-place loop takes 0.3-0.9x the fused
+    kernel's time (100,000 x 12 x 1 -> 3 and 10,000 x 120 x 8 -> 64, each at its best chunk size,
+    1 and 2 threads). On an accelerator, torch's fused kernel (cuDNN) for tanh and relu.
+    ``True`` forces the fused kernel where it applies, ``False`` the step loop: both give the
+    same numbers (tests).
     """
 
     def __init__(self, input_size: int, units: int, activation: str | None = "tanh", *,
@@ -72,14 +73,16 @@ class SimpleRNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.go_backwards:
             x = x.flip(1)
-        if self.use_fused is None:
-            fused = self.activation in _FUSED and x.device.type != "cpu"
-        else:
-            fused = self.use_fused and self.activation in _FUSED
-        if fused:
+        if self.uses_fused(x.device):
             seq = self._fused(x)
             return seq if self.return_sequences else seq[:, -1]
         return self._loop(x, last_only=not self.return_sequences)
+
+    def uses_fused(self, device: torch.device) -> bool:
+        """Whether :meth:`forward` runs torch's fused kernel for input on ``device`` (see ``use_fused``)."""
+        if self.use_fused is None:
+            return self.activation in _FUSED and torch.device(device).type != "cpu"
+        return self.use_fused and self.activation in _FUSED
 
     def _fused(self, x: torch.Tensor) -> torch.Tensor:
         h0 = x.new_zeros(1, x.shape[0], self.units)
@@ -95,8 +98,8 @@ class SimpleRNN(nn.Module):
         then skips adding a zero upstream gradient at every step)."""
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.weight_hh.requires_grad)
         if not needs_grad:
-            states = _time_major_states(x, self.weight_ih, self.bias, self.weight_hh, self.activation)[0]
-            return states[-1] if last_only else states.transpose(0, 1)
+            states = _inference_states(x, self.weight_ih, self.bias, self.weight_hh, self.activation, last_only)
+            return states if last_only else states.transpose(0, 1)
         if self.activation in _ELEMENTWISE:
             return _SequenceFn.apply(x, self.weight_ih, self.bias, self.weight_hh, self.activation, last_only)
         # softmax / log_softmax: plain autograd through the loop.
@@ -143,6 +146,42 @@ def _time_major_states(x: torch.Tensor, weight_ih: torch.Tensor, bias: torch.Ten
             elif inplace is not None:
                 inplace(row)
     return states, xs
+
+
+def _inference_states(x: torch.Tensor, weight_ih: torch.Tensor, bias: torch.Tensor | None,
+                      weight_hh: torch.Tensor, activation: str, last_only: bool) -> torch.Tensor:
+    """The forward of :func:`_time_major_states` without gradients, step by step: all states
+    ``(L, N, H)`` time-major, or with ``last_only`` just the last one ``(N, H)``.
+
+    Each step writes its own input projection into its state row, then adds ``h_{t-1} W_hh^T``
+    and applies the activation, all in place. The row is in the cache when the recurrence reads
+    it, where one projection for all steps first would write the whole ``L x N x H`` buffer out
+    to memory; the input needs no time-major copy (step ``t`` is the strided view ``x[:, t]``);
+    and with ``last_only`` only two rows exist, used in turn. Same products and sums as
+    :func:`_time_major_states`, so the same numbers up to float rounding (tests).
+    """
+    n, steps, _ = x.shape
+    with torch.no_grad():
+        buf = x.new_empty(min(steps, 2) if last_only else steps, n, weight_hh.shape[0])
+        rows = buf.unbind(0)
+        w_ih_t, w_hh_t = weight_ih.t(), weight_hh.t()
+        inplace = _INPLACE.get(activation, False)
+        act = _act.ACTIVATIONS[activation]
+        prev = None
+        for t in range(steps):
+            row = rows[t % len(rows)]
+            if bias is None:
+                torch.mm(x[:, t], w_ih_t, out=row)
+            else:
+                torch.addmm(bias, x[:, t], w_ih_t, out=row)
+            if prev is not None:
+                row.addmm_(prev, w_hh_t)
+            if inplace is False:
+                row.copy_(act(row))
+            elif inplace is not None:
+                inplace(row)
+            prev = row
+    return prev if last_only else buf
 
 
 def _recurrence_forward(xp: torch.Tensor, weight_hh: torch.Tensor, act) -> torch.Tensor:

@@ -38,6 +38,15 @@ from . import activations as _act
 from .init import check_seed, glorot_uniform, make_generator
 from .layers import SimpleRNN
 
+# RNNModel.predict runs long inputs in chunks of sequences (RNNModel.predict_batch_size): one
+# time step's states of a chunk take at most PREDICT_ROW_BYTES (so they stay in a core's L2
+# cache between the step that writes them and the step that reads them) and all the state
+# buffers of a chunk at most PREDICT_CHUNK_BYTES (a sequence output of 10,000 windows x 120 steps
+# x 64 units would be 300 MB at once). Chosen with bench/bench_inference.py's two cases and a
+# return_sequences and a stacked variant of the large one, at 1 and 2 threads.
+PREDICT_ROW_BYTES = 512 * 2**10
+PREDICT_CHUNK_BYTES = 32 * 2**20
+
 
 def _per_layer(value: Any, n: int, name: str, kind: type) -> tuple:
     """A scalar for every layer, or one value per layer (checked), as a tuple."""
@@ -168,7 +177,13 @@ class RNNModel(nn.Module):
         for layer in self.rnn:
             x = layer(x)
         if self.dense is not None:
-            x = self._dense_act(self.dense(x))
+            if x.dim() == 3 and not x.is_contiguous() and x.transpose(0, 1).is_contiguous():
+                # A sequence from the step loop is a (N, L, H) view of a time-major (L, N, H)
+                # buffer; the Dense acts on each step alike, so it runs on that buffer as it lies
+                # (nn.Linear would first copy the view to a contiguous (N, L, H) tensor).
+                x = self._dense_act(self.dense(x.transpose(0, 1))).transpose(0, 1)
+            else:
+                x = self._dense_act(self.dense(x))
         return x
 
     def _check_input(self, x: torch.Tensor) -> None:
@@ -266,10 +281,15 @@ class RNNModel(nn.Module):
         """Validate an array-like and return it as a ``(N, L, F)`` tensor on the model's device/dtype.
 
         A 2-D ``(N, L)`` array is read as ``(N, L, 1)`` only when the model has one feature; any
-        other rank or a feature count that does not fit is refused, never broadcast.
+        other rank or a feature count that does not fit is refused, never broadcast. An array
+        already in the model's dtype (float32 NumPy for a float32 model on the CPU) is not copied:
+        the tensor shares its memory. Other input is cast once, then checked for values the
+        model's dtype cannot hold (float64 1e39 is infinite in float32).
         """
+        from .train import _cast_checked, _first_non_finite, _numeric_tensor
+
         p = next(self.parameters())
-        arr = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+        arr = _numeric_tensor(x, "input")
         steps, feats = self.config.input_shape
         want = f"(batch, {steps if steps is not None else 'time_steps'}, {feats})"
         given = tuple(arr.shape)
@@ -279,32 +299,58 @@ class RNNModel(nn.Module):
             hint = (" (a 2-D (batch, time_steps) array is accepted only for a one-feature model)"
                     if arr.dim() == 2 else "")
             raise ValueError(f"expected input of shape {want}, got {tuple(arr.shape)}{hint}")
-        if not torch.is_floating_point(arr):
-            arr = arr.to(torch.float64)
         if arr.shape[0] == 0:
             raise ValueError(f"input is empty (shape {given}); need at least one sequence")
-        if not bool(torch.isfinite(arr).all()):
-            bad = tuple(int(i) for i in torch.nonzero(~torch.isfinite(arr))[0])
-            raise ValueError(f"input holds a non-finite value {arr[bad].item()!r} at index {bad}")
-        arr = arr.to(device=p.device, dtype=p.dtype)
-        if not bool(torch.isfinite(arr).all()):
+        out, problem = _cast_checked(arr, p.device, p.dtype)
+        if problem == "non-finite":
+            _, bad, value = _first_non_finite(arr)
+            raise ValueError(f"input holds a non-finite value {value!r} at index {bad}")
+        if problem == "range":
             raise ValueError(f"input holds values beyond the range of the model's {p.dtype}")
         try:
-            self._check_input(arr)
+            self._check_input(out)
         except ValueError as e:
-            if arr.dim() == 3 and len(given) == 2:
+            if out.dim() == 3 and len(given) == 2:
                 raise ValueError(f"{e} (read from a 2-D array of shape {given} as (batch, time_steps, 1))") from None
             raise
-        return arr
+        return out
+
+    def predict_batch_size(self, shape: Sequence[int]) -> int:
+        """How many sequences :meth:`predict` runs at once when not told, for input of ``shape``.
+
+        As many as keep one step's states within ``PREDICT_ROW_BYTES`` and all the states the
+        chunk holds within ``PREDICT_CHUNK_BYTES``: every step of a layer that returns its
+        sequence (or runs the fused kernel), two steps of one that returns only its last state.
+        At least 1; all of them when they fit.
+        """
+        n, steps = int(shape[0]), int(shape[1])
+        p = self.rnn[0].weight_ih
+        itemsize = p.element_size()
+        row = max(layer.units for layer in self.rnn) * itemsize
+        kept = sum(layer.units * (steps if layer.return_sequences or layer.uses_fused(p.device) else min(steps, 2))
+                   for layer in self.rnn) * itemsize
+        return max(1, min(n, PREDICT_ROW_BYTES // row, PREDICT_CHUNK_BYTES // kept))
 
     def predict(self, x: Any, batch_size: int | None = None) -> np.ndarray:
         """NumPy in (float64 welcome), NumPy out: ``(N, D)``, or ``(N, L, D)`` with return_sequences.
 
-        The input is validated by :meth:`as_input`, then run by :func:`torchrnn.train.predict`.
+        The input is validated by :meth:`as_input` (a float32 array is not copied), then run in
+        eval mode without gradients. ``batch_size=None`` (the default) runs it in chunks of
+        :meth:`predict_batch_size` sequences: one step's states of a chunk within 512 KB and
+        all of its state buffers within 32 MB (``PREDICT_ROW_BYTES``, ``PREDICT_CHUNK_BYTES``),
+        e.g. 2,048 windows of (120, 8) through 64 units, 43,690 windows of (12, 1) through 3, or
+        1,092 windows of (120, 8) with ``return_sequences``. The states then stay in the CPU's
+        caches and the buffers are reused from chunk to chunk; all 10,000 such windows in one
+        batch took 1.2-1.5x as long here (1 and 2 threads) and, with ``return_sequences``, a
+        300 MB state buffer. An explicit ``batch_size`` overrides the choice; every batch size
+        gives the same outputs up to float rounding (a few ulps).
         """
-        from .train import predict  # train knows nothing of this model; this is the only link
+        from .train import _positive_int, _predict_checked  # train knows nothing of this model
 
-        out = predict(self, self.as_input(x), batch_size=batch_size)
+        if batch_size is not None:
+            batch_size = _positive_int(batch_size, "batch_size")
+        # as_input has validated and converted x: the runner need not look at it again.
+        out = _predict_checked(self, self.as_input(x), batch_size)
         if not np.all(np.isfinite(out)):
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(out))[0])
             raise ValueError(f"the model's output is not finite ({float(out[bad])!r} at index {bad}): an activation "
