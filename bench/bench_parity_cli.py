@@ -141,7 +141,9 @@ def main(argv=None):
                    "value": tf_imported, "target": False, "met": not tf_imported, "note": f"keras imported: {keras_imported}",
                    "headline": True})
     result = {"bench": "parity_cli", "machine": machine, "loadavg_at_end": C.loadavg(), "repeats": args.repeats,
-              "cli_command": cli_command("MODEL_FILE"), "rows": rows, "ratios": ratios,
+              # the command with the interpreter's or script's name only, no machine path
+              "cli_command": [Path(c).name if i == 0 else c for i, c in enumerate(cli_command("MODEL_FILE"))],
+              "rows": rows, "ratios": ratios,
               "tensorflow_imported": tf_imported, "keras_imported": keras_imported, "probes": probes,
               "importtime_top": importtime_top("parity.cli")}
     for r in rows:
