@@ -269,17 +269,23 @@ def test_kernel_of_wrong_shape_h5(tmp_path, name, dataset, shape, want):
     assert f"dataset {dataset!r} has shape {shape} but the torch model needs {want}" in str(e.value)
 
 
-@pytest.mark.parametrize("name", ["stacked.keras", "stacked.weights.h5"])
-def test_kernel_of_wrong_shape_keras3(tmp_path, name):
+def edited_keras3_loader(tmp_path, name, edit):
+    """Copy fixture ``name`` (a Keras 3 ``.keras`` or ``.weights.h5``), apply ``edit`` to its
+    weights' h5 file, and return (path, a function that loads it the way its kind is loaded)."""
     path = copy(tmp_path, name)
-    edit = lambda h5: reshape_dataset(h5, "layers/simple_rnn/cell/vars/0", (5, 3))  # noqa: E731
     if name.endswith(".keras"):
         rewrite_keras_zip(path, weights=edit)
-        loader = lambda: load_keras(path)  # noqa: E731
-    else:
-        with h5py.File(path, "r+") as h5:
-            edit(h5)
-        loader = lambda: load_keras_weights(create_rnn(**fixture("stacked")["create_rnn"]), path)  # noqa: E731
+        return path, lambda: load_keras(path)
+    with h5py.File(path, "r+") as h5:
+        edit(h5)
+    cfg = fixture(name.split(".")[0])["create_rnn"]
+    return path, lambda: load_keras_weights(create_rnn(**cfg), path)
+
+
+@pytest.mark.parametrize("name", ["stacked.keras", "stacked.weights.h5"])
+def test_kernel_of_wrong_shape_keras3(tmp_path, name):
+    _, loader = edited_keras3_loader(
+        tmp_path, name, lambda h5: reshape_dataset(h5, "layers/simple_rnn/cell/vars/0", (5, 3)))
     with pytest.raises(KerasFileError, match=r"layers/simple_rnn/cell/vars/0' has shape \(5, 3\) but the torch model "
                                              r"needs \(2, 3\) for SimpleRNN kernel"):
         loader()
@@ -289,20 +295,13 @@ def test_kernel_of_wrong_shape_keras3(tmp_path, name):
 def test_float64_weight_beyond_float32_is_refused(tmp_path, name):
     # Finite in the file's float64, inf in the float32 model: it used to load as inf and
     # torchrnn-parity still said PARITY.
-    path = copy(tmp_path, name)
     dataset = "layers/simple_rnn/cell/vars/2"
 
     def edit(h5):
         del h5[dataset]
         h5.create_dataset(dataset, data=np.array([0.0, 1e39]))
 
-    if name.endswith(".keras"):
-        rewrite_keras_zip(path, weights=edit)
-        loader = lambda: load_keras(path)  # noqa: E731
-    else:
-        with h5py.File(path, "r+") as h5:
-            edit(h5)
-        loader = lambda: load_keras_weights(create_rnn(**fixture("demo_tanh")["create_rnn"]), path)  # noqa: E731
+    path, loader = edited_keras3_loader(tmp_path, name, edit)
     with pytest.raises(KerasFileError) as e:
         loader()
     msg = str(e.value)
