@@ -269,7 +269,8 @@ def test_float64_beyond_float32_is_refused_not_made_infinite():
     m = create_rnn(3, 1, (12, 1), seed=0)
     x = np.random.default_rng(0).random((3000, 12, 1))
     x[1500, 6, 0] = -1e39  # finite in float64, -inf in float32
-    with pytest.raises(ValueError, match=r"input holds values beyond the range of the model's torch.float32"):
+    with pytest.raises(ValueError, match=r"input holds 1 values beyond the range of the model's torch.float32 "
+                                         r"\(first -1e\+39 at index \(1500, 6, 0\)\)"):
         m.predict(x)
     m64 = create_rnn(3, 1, (12, 1), seed=0).double()
     assert m64.predict(np.full((1, 12, 1), 1e39)).shape == (1, 1), "a float64 model takes it"

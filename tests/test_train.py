@@ -390,7 +390,7 @@ def test_predict_validates_direct_input_and_lets_the_model_choose_chunks(monkeyp
     with pytest.raises(ValueError, match=r"X holds 1 non-finite values \(first nan at index \(700, 5, 0\)\)"):
         predict(m, bad)
     bad[700, 5, 0] = 1e39
-    with pytest.raises(ValueError, match="X has values out of range for torch.float32"):
+    with pytest.raises(ValueError, match=r"X has 1 values out of range for torch.float32 \(first 1e\+39 at index \(700, 5, 0\)\)"):
         predict(m, bad)
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         predict(m, x, batch_size=0)

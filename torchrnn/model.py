@@ -306,7 +306,9 @@ class RNNModel(nn.Module):
             _, bad, value = _first_non_finite(arr)
             raise ValueError(f"input holds a non-finite value {value!r} at index {bad}")
         if problem == "range":
-            raise ValueError(f"input holds values beyond the range of the model's {p.dtype}")
+            count, bad, _ = _first_non_finite(out)
+            raise ValueError(f"input holds {count} values beyond the range of the model's {p.dtype} "
+                             f"(first {arr[bad].item()!r} at index {bad})")
         try:
             self._check_input(out)
         except ValueError as e:

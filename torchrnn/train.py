@@ -479,7 +479,9 @@ def _as_tensor(a: Any, name: str, device: torch.device, dtype: torch.dtype) -> t
         count, idx, value = _first_non_finite(t)
         raise ValueError(f"{name} holds {count} non-finite values (first {value!r} at index {idx})")
     if problem == "range":
-        raise ValueError(f"{name} has values out of range for {dtype}")
+        count, idx, _ = _first_non_finite(t_out)
+        raise ValueError(f"{name} has {count} values out of range for {dtype} "
+                         f"(first {t[idx].item()!r} at index {idx})")
     return t_out.contiguous()
 
 
