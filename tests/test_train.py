@@ -203,6 +203,7 @@ def test_keras_adam_state_dict_round_trip_continues_identically():
 
 
 @pytest.mark.parametrize("kwargs,match", [({"lr": 0}, "lr"), ({"lr": float("nan")}, "lr"),
+                                          ({"lr": 1e308}, r"lr must fit in float32 \(at most 3.403e\+38\), got 1e\+308"),
                                           ({"betas": (1.0, 0.999)}, "betas"), ({"eps": -1.0}, "eps")])
 def test_keras_adam_rejects_bad_hyperparameters(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -95,6 +95,8 @@ class KerasAdam(torch.optim.Optimizer):
                  eps: float = 1e-7):
         if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+        if lr > float(np.finfo(np.float32).max):  # Keras keeps lr in a float32 variable; so do the updates here
+            raise ValueError(f"lr must fit in float32 (at most {float(np.finfo(np.float32).max):.4g}), got {lr!r}")
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
         if isinstance(eps, bool) or not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
