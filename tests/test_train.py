@@ -563,3 +563,28 @@ def test_training_does_not_import_torch_dynamo():
             "print(len(h.loss), 'torch._dynamo' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["2", "False"]
+
+
+def test_bound_gradients_tell_who_received_one():
+    """While fit's buffers are bound, each gradient's own version counter says whether autograd
+    accumulated into it since zero_grad (Keras's "no gradient, no update" rests on it)."""
+    a, b, c = (nn.Parameter(torch.randn(s)) for s in ((2, 3), (4,), (1,)))
+    opt = KerasAdam([a, b, c])
+    session = opt._flat_session()
+    try:
+        bucket = session.buckets[0]
+        assert bucket.received() == [False, False, False]
+        (a.sum() * 2 + b.sum()).backward()
+        assert bucket.received() == [True, True, False]
+        assert_close(a.grad, np.full((2, 3), 2.0), atol=0.0, name="a.grad in the flat buffer")
+        session.zero_grad()
+        assert bucket.received() == [False, False, False]  # zeroing the buffer is not a gradient
+        (c * 0.0).sum().backward()  # a zero gradient is still a gradient
+        (c * 1.0).sum().backward()  # and one accumulated twice is counted once
+        assert bucket.received() == [False, False, True]
+        c_before, m_before = c.detach().clone(), opt.state[a]["m"].clone()
+        opt.step()
+        assert not torch.equal(c.detach(), c_before)
+        assert_close(opt.state[a]["m"], m_before, atol=0.0, name="moments of a parameter without a gradient")
+    finally:
+        session.close()
