@@ -1,6 +1,8 @@
 """The step loop's own autograd node (a whole SimpleRNN layer) against plain autograd."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -88,3 +90,39 @@ def test_model_gradients_through_step_loop_equal_fused_kernel():
         for name, fused, loop, auto in zip(names, *results):
             assert_close(loop, fused, atol=GRAD_ATOL, rtol=GRAD_ATOL, name=f"{act} {name} loop vs fused")
             assert_close(auto, fused, atol=GRAD_ATOL, rtol=GRAD_ATOL, name=f"{act} {name} default vs fused")
+
+
+# The step loops' tanh goes through NumPy on CPU buffers (layers._numpy_rows). With an identity
+# input kernel, a zero bias and no recurrence every state is tanh of its own input value exactly
+# (x * 1 plus zeros is exact), so the states can be held to the exact tanh of that input. Two
+# ulps: a correctly rounded tanh is within 0.5, the SIMD ones within 1.5 (measured); a fast
+# approximation such as Eigen's (~1e-6 relative) would not pass.
+TANH_ULPS = 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("path", ["inference", "inference_last", "training"])
+def test_step_loop_tanh_is_within_two_ulp_of_exact(dtype, path):
+    from torchrnn.layers import _inference_states
+    g = torch.Generator().manual_seed(3)
+    n, steps, units = 257, 3, 33  # odd sizes: the SIMD loop's tail elements too
+    # values from 1e-6 to 10 in magnitude, both signs
+    x = (torch.randn(n, steps, units, generator=g).sign() * 10 ** (torch.rand(n, steps, units, generator=g) * 7 - 6)).to(dtype)
+    w_ih = torch.eye(units, dtype=dtype)
+    b = torch.zeros(units, dtype=dtype)
+    w_hh = torch.zeros(units, units, dtype=dtype)
+    if path == "training":
+        states = _SequenceFn.apply(x, w_ih.requires_grad_(True), b, w_hh, "tanh", False).detach()
+    else:
+        states = _inference_states(x, w_ih, b, w_hh, "tanh", path == "inference_last")
+        states = states.unsqueeze(1) if path == "inference_last" else states.transpose(0, 1)
+    xs = x[:, -states.shape[1]:].double().numpy()
+    # float32: float64 tanh is exact to float32's resolution; float64: the C library's scalar
+    # tanh (math.tanh), an implementation independent of NumPy's SIMD loop, within 1 ulp
+    exact = np.tanh(xs) if dtype == torch.float32 else np.vectorize(math.tanh)(xs)
+    ulp = np.spacing(np.abs(exact).astype(x.numpy().dtype)).astype(np.float64)
+    got = states.double().numpy()
+    err = np.abs(got - exact) / ulp
+    worst = np.unravel_index(np.argmax(err), err.shape)
+    assert err.max() <= TANH_ULPS, (f"{path} {dtype}: {err.max():.2f} ulp from the exact tanh at {worst} "
+                                    f"(got {got[worst]!r}, exact {exact[worst]!r})")
