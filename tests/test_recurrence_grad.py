@@ -102,10 +102,12 @@ TANH_ULPS = 2
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("path", ["inference", "inference_last", "training"])
-def test_step_loop_tanh_is_within_two_ulp_of_exact(dtype, path):
-    from torchrnn.layers import _inference_states
+@pytest.mark.parametrize("n, units", [(257, 33), (1, 3)], ids=["numpy_rows", "torch_rows"])
+def test_step_loop_tanh_is_within_two_ulp_of_exact(dtype, path, n, units):
+    from torchrnn.layers import _NUMPY_TANH_MIN_ROW, _inference_states
+    assert (n * units >= _NUMPY_TANH_MIN_ROW) == (n == 257), "one case on each side of the threshold"
     g = torch.Generator().manual_seed(3)
-    n, steps, units = 257, 3, 33  # odd sizes: the SIMD loop's tail elements too
+    steps = 3  # 257 x 33: odd sizes, so the SIMD loop's tail elements are in too
     # values from 1e-6 to 10 in magnitude, both signs
     x = (torch.randn(n, steps, units, generator=g).sign() * 10 ** (torch.rand(n, steps, units, generator=g) * 7 - 6)).to(dtype)
     w_ih = torch.eye(units, dtype=dtype)

@@ -121,15 +121,19 @@ _INPLACE = {"tanh": torch.Tensor.tanh_, "sigmoid": torch.Tensor.sigmoid_, "relu"
 # at every ATEN_CPU_CAPABILITY, against 0.4 ns for NumPy's SIMD tanh (0.42 ns for torch's on the
 # Intel Xeon of earlier runs): 77 M tanh of the 10,000 x 120 x 64 inference case, 200 ms of
 # a 360 ms predict. The step loops therefore apply tanh through NumPy to CPU state buffers (a
-# NumPy view of the same memory, no copy). Both are accurate to within 1.5 ulp of the exact
-# tanh (torch 0.5, NumPy 1.4, measured), far inside every tolerance; the fused kernel keeps
-# torch's own tanh, and the tests hold the two paths to 1e-5.
+# NumPy view of the same memory, no copy) whose rows hold at least _NUMPY_TANH_MIN_ROW values;
+# below that a NumPy call costs more than it saves (the tutorial's 1 x 3 rows: +2% per training
+# step, measured). Both are within 1.5 ulp of the exact tanh (torch 0.5, NumPy 1.4; a test holds
+# each path to 2), so a sample's result may move by an ulp with the batch it is computed in, as
+# it may with the shape of a matrix product; the fused kernel keeps torch's tanh.
 _NUMPY_TANH_DTYPES = (torch.float32, torch.float64)
+_NUMPY_TANH_MIN_ROW = 1024
 
 
 def _numpy_rows(buf: torch.Tensor, activation: str) -> np.ndarray | None:
-    """``buf`` as a NumPy array sharing its memory when its tanh goes through NumPy, else None."""
-    if activation != "tanh" or buf.device.type != "cpu" or buf.dtype not in _NUMPY_TANH_DTYPES:
+    """``buf`` (steps, N, H) as a NumPy array sharing its memory when its tanh goes through NumPy, else None."""
+    if (activation != "tanh" or buf.device.type != "cpu" or buf.dtype not in _NUMPY_TANH_DTYPES
+            or buf.shape[1] * buf.shape[2] < _NUMPY_TANH_MIN_ROW):
         return None
     return buf.numpy()
 
