@@ -74,6 +74,33 @@ def test_own_node_equals_plain_autograd(name, n, steps, feats, units, bias, last
         assert_close(mine, ref, atol=GRAD_ATOL, rtol=GRAD_ATOL, name=f"{name} {label}")
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("last_only", [False, True], ids=["sequence", "last_state"])
+@pytest.mark.parametrize("name", ["tanh", "linear", "sigmoid"])
+@pytest.mark.parametrize("n, units", [(3, 5), (40, 32)], ids=["numpy_loop", "torch_loop"])
+def test_own_node_on_both_sides_of_the_small_row_threshold(name, last_only, n, units, dtype):
+    """Rows under layers._SMALL_ROW values run the loops in NumPy (tanh, linear), larger ones in
+    torch: both must be plain autograd's numbers (float64 to 1e-10, float32 to 1e-5)."""
+    from torchrnn.layers import _SMALL_ROW, _numpy_loop
+    steps, feats = 7, 3
+    numpy_side = n * units < _SMALL_ROW
+    assert numpy_side == (n == 3)
+    assert _numpy_loop(torch.empty(steps, n, units, dtype=dtype), name) == (numpy_side and name != "sigmoid")
+    shape = (n, units) if last_only else (n, steps, units)
+    upstream = torch.rand(*shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64).to(dtype)
+    results = []
+    for fn in (lambda *a: _SequenceFn.apply(*a, name, last_only),
+               lambda *a: (lambda seq: seq[:, -1] if last_only else seq)(plain_autograd_layer(*a, ACTIVATIONS[name]))):
+        inputs = [t.detach().to(dtype).requires_grad_(True) for t in _tensors(2, n, steps, feats, units)]
+        out = fn(*inputs)
+        (out * upstream).sum().backward()
+        results.append([out.detach()] + [t.grad for t in inputs])
+    for label, mine, ref in zip(["states", "d/dx", "d/dW_ih", "d/db", "d/dW_hh"], *results):
+        # float32: 1e-5 of the largest magnitude (linear's gradients sum hundreds of terms near 500)
+        atol = GRAD_ATOL if dtype == torch.float64 else 1e-5 * max(1.0, float(ref.abs().max()))
+        assert_close(mine, ref, atol=atol, rtol=0.0, name=f"{name} {label} n={n} units={units} {dtype}")
+
+
 def test_model_gradients_through_step_loop_equal_fused_kernel():
     """tanh and relu have both paths: the own node must give the fused kernel's outputs and gradients."""
     for act in ("tanh", "relu"):
@@ -104,8 +131,8 @@ TANH_ULPS = 2
 @pytest.mark.parametrize("path", ["inference", "inference_last", "training"])
 @pytest.mark.parametrize("n, units", [(257, 33), (1, 3)], ids=["numpy_rows", "torch_rows"])
 def test_step_loop_tanh_is_within_two_ulp_of_exact(dtype, path, n, units):
-    from torchrnn.layers import _NUMPY_TANH_MIN_ROW, _inference_states
-    assert (n * units >= _NUMPY_TANH_MIN_ROW) == (n == 257), "one case on each side of the threshold"
+    from torchrnn.layers import _SMALL_ROW, _inference_states
+    assert (n * units >= _SMALL_ROW) == (n == 257), "one case on each side of the threshold"
     g = torch.Generator().manual_seed(3)
     steps = 3  # 257 x 33: odd sizes, so the SIMD loop's tail elements are in too
     # values from 1e-6 to 10 in magnitude, both signs

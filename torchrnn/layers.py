@@ -117,25 +117,70 @@ _ELEMENTWISE = frozenset(_act.ACTIVATIONS) - {"softmax", "log_softmax"}
 _INPLACE = {"tanh": torch.Tensor.tanh_, "sigmoid": torch.Tensor.sigmoid_, "relu": torch.Tensor.relu_,
             "linear": None}
 
-# torch's CPU tanh costs 2.6 ns per float32 element on an AMD EPYC (Zen 4) with the 2.13 wheel,
-# at every ATEN_CPU_CAPABILITY, against 0.4 ns for NumPy's SIMD tanh (0.42 ns for torch's on the
-# Intel Xeon of earlier runs): 77 M tanh of the 10,000 x 120 x 64 inference case, 200 ms of
-# a 360 ms predict. The step loops therefore apply tanh through NumPy to CPU state buffers (a
-# NumPy view of the same memory, no copy) whose rows hold at least _NUMPY_TANH_MIN_ROW values;
-# below that a NumPy call costs more than it saves (the tutorial's 1 x 3 rows: +2% per training
-# step, measured). Both are within 1.5 ulp of the exact tanh (torch 0.5, NumPy 1.4; a test holds
-# each path to 2), so a sample's result may move by an ulp with the batch it is computed in, as
-# it may with the shape of a matrix product; the fused kernel keeps torch's tanh.
-_NUMPY_TANH_DTYPES = (torch.float32, torch.float64)
-_NUMPY_TANH_MIN_ROW = 1024
+# On the CPU (float32 / float64) parts of the step loops run in NumPy, on NumPy views of the
+# same buffers (no copy), chosen by measurement:
+#
+# * Rows of at least _SMALL_ROW values (N x H): matrix products stay with torch (MKL, and its
+#   threads), tanh goes to NumPy. torch 2.13's CPU tanh costs 2.6 ns per float32 on an AMD EPYC
+#   (Zen 4) at every ATEN_CPU_CAPABILITY, NumPy's SIMD tanh 0.4 ns (torch's: 0.42 ns on the
+#   Intel Xeon of earlier runs): 200 ms of a 360 ms predict of 10,000 x 120 x 64.
+# * Smaller rows, tanh or linear (the tutorial's 1 x 3 at batch size 1): the whole loop,
+#   forward and backward, runs in NumPy. Every call there is per-call overhead, and NumPy's
+#   calls cost about half of torch's (a step's product, add and tanh: 1.4 us against 2.4 us;
+#   np.dot, not np.matmul, which costs twice as much per call on such small arrays).
+#
+# Results differ from torch's only by float rounding: tanh within 1.5 ulp of exact in both
+# (torch 0.5, NumPy 1.4; a test holds each path to 2), and products of 3 terms summed in
+# another order; so a sample's result may move by an ulp with the batch it is computed in, as
+# it may with the shape of any matrix product. The fused kernel is torch's alone.
+_NUMPY_DTYPES = (torch.float32, torch.float64)
+_SMALL_ROW = 1024
+_NUMPY_LOOP_ACTIVATIONS = ("tanh", "linear")
 
 
 def _numpy_rows(buf: torch.Tensor, activation: str) -> np.ndarray | None:
-    """``buf`` (steps, N, H) as a NumPy array sharing its memory when its tanh goes through NumPy, else None."""
-    if (activation != "tanh" or buf.device.type != "cpu" or buf.dtype not in _NUMPY_TANH_DTYPES
-            or buf.shape[1] * buf.shape[2] < _NUMPY_TANH_MIN_ROW):
+    """``buf`` (steps, N, H) as a NumPy array sharing its memory when its tanh goes through NumPy
+    with torch's products (large rows), else None."""
+    if (activation != "tanh" or buf.device.type != "cpu" or buf.dtype not in _NUMPY_DTYPES
+            or buf.shape[1] * buf.shape[2] < _SMALL_ROW):
         return None
     return buf.numpy()
+
+
+def _numpy_loop(buf: torch.Tensor, activation: str) -> bool:
+    """Whether the training node's step loops over ``buf`` (steps, N, H) run wholly in NumPy."""
+    return (activation in _NUMPY_LOOP_ACTIVATIONS and buf.device.type == "cpu" and buf.dtype in _NUMPY_DTYPES
+            and buf.shape[1] * buf.shape[2] < _SMALL_ROW)
+
+
+def _numpy_recurrence(s: np.ndarray, w_t: np.ndarray, activation: str) -> None:
+    """In place on the pre-activations ``s`` (steps, N, H): ``s[t] = act(s[t] + s[t-1] @ w_t)``."""
+    tmp = np.empty_like(s[0])
+    rows = list(s)
+    tanh = activation == "tanh"
+    for t, row in enumerate(rows):
+        if t:
+            np.dot(rows[t - 1], w_t, out=tmp)
+            row += tmp
+        if tanh:
+            np.tanh(row, out=row)
+
+
+def _numpy_recurrence_backward(g: np.ndarray, dact: np.ndarray | None, upstream: np.ndarray | None,
+                               w: np.ndarray) -> None:
+    """``dL/dz`` for every step into ``g`` (steps, N, H), whose last row holds the last step's
+    upstream gradient: ``g[t] = (g[t+1] @ w + upstream[t]) * act'[t]``, from the last step back."""
+    rows = list(g)
+    d = None if dact is None else list(dact)
+    up = None if upstream is None else list(upstream)
+    if d is not None:
+        rows[-1] *= d[-1]
+    for t in range(len(rows) - 2, -1, -1):
+        np.dot(rows[t + 1], w, out=rows[t])
+        if up is not None:
+            rows[t] += up[t]
+        if d is not None:
+            rows[t] *= d[t]
 
 
 _DACT_FROM_OUTPUT = {
@@ -157,6 +202,9 @@ def _time_major_states(x: torch.Tensor, weight_ih: torch.Tensor, bias: torch.Ten
     with torch.no_grad():
         states = xs @ weight_ih.t() if bias is None else torch.addmm(bias, xs, weight_ih.t())
         states = states.view(steps, n, -1)  # pre-activations, overwritten step by step
+        if _numpy_loop(states, activation):
+            _numpy_recurrence(states.numpy(), weight_hh.detach().numpy().T, activation)
+            return states, xs
         w_hh_t = weight_hh.t()
         inplace = _INPLACE.get(activation, False)
         act = _act.ACTIVATIONS[activation]
@@ -284,6 +332,14 @@ class _SequenceFn(torch.autograd.Function):
     def _backward(ctx, grad_out):
         xs, weight_ih, bias, weight_hh, states = ctx.saved_tensors
         steps, n, units = states.shape
+        gp = torch.empty_like(states)  # dL/dz for every step, time-major
+        if _numpy_loop(states, ctx.activation):
+            g, h = gp.numpy(), states.numpy()
+            dact = None if ctx.activation == "linear" else np.subtract(1, h * h)  # tanh' = 1 - h^2
+            upstream = None if ctx.last_only else grad_out.transpose(0, 1).numpy()
+            g[-1] = grad_out.numpy() if upstream is None else upstream[-1]
+            _numpy_recurrence_backward(g, dact, upstream, weight_hh.detach().numpy())
+            return _SequenceFn._grads(ctx, gp, xs, weight_ih, weight_hh, states)
         if ctx.activation in _DACT_FROM_OUTPUT:
             f = _DACT_FROM_OUTPUT[ctx.activation]
             dact = None if f is None else f(states)
@@ -295,21 +351,13 @@ class _SequenceFn(torch.autograd.Function):
                 z = z.detach().requires_grad_(True)
                 (dact,) = torch.autograd.grad(_act.ACTIVATIONS[ctx.activation](z).sum(), z)
             dact = dact.view(steps, n, units)
-        # Upstream gradient per step; with last_only only the last step has one.
-        g_tm = None if ctx.last_only else grad_out.transpose(0, 1).unbind(0)
-        gp = torch.empty_like(states)  # dL/dz for every step, time-major
-        gps = gp.unbind(0)
-        dacts = dact.unbind(0) if dact is not None else None
-        gps[-1].copy_(grad_out if g_tm is None else g_tm[-1])
-        if dacts is not None:
-            gps[-1].mul_(dacts[-1])
-        for t in range(steps - 2, -1, -1):
-            if g_tm is None:
-                torch.mm(gps[t + 1], weight_hh, out=gps[t])
-            else:
-                torch.addmm(g_tm[t], gps[t + 1], weight_hh, out=gps[t])
-            if dacts is not None:
-                gps[t].mul_(dacts[t])
+        _torch_recurrence_backward(gp, dact, grad_out, weight_hh, ctx.last_only)
+        return _SequenceFn._grads(ctx, gp, xs, weight_ih, weight_hh, states)
+
+    @staticmethod
+    def _grads(ctx, gp, xs, weight_ih, weight_hh, states):
+        """The gradients of the inputs from ``dL/dz`` of every step, ``gp`` (L, N, H): one matmul each."""
+        steps, n, units = gp.shape
         g2 = gp.view(steps * n, units)
         grad_x = grad_w_ih = grad_b = grad_w_hh = None
         if ctx.needs_input_grad[0]:
@@ -321,3 +369,22 @@ class _SequenceFn(torch.autograd.Function):
         if ctx.needs_input_grad[3]:
             grad_w_hh = g2[n:].t() @ states[:-1].reshape((steps - 1) * n, units)
         return grad_x, grad_w_ih, grad_b, grad_w_hh, None, None
+
+
+def _torch_recurrence_backward(gp: torch.Tensor, dact: torch.Tensor | None, grad_out: torch.Tensor,
+                               weight_hh: torch.Tensor, last_only: bool) -> None:
+    """As :func:`_numpy_recurrence_backward`, with torch's operations, into ``gp``."""
+    # Upstream gradient per step; with last_only only the last step has one.
+    g_tm = None if last_only else grad_out.transpose(0, 1).unbind(0)
+    gps = gp.unbind(0)
+    dacts = dact.unbind(0) if dact is not None else None
+    gps[-1].copy_(grad_out if g_tm is None else g_tm[-1])
+    if dacts is not None:
+        gps[-1].mul_(dacts[-1])
+    for t in range(gp.shape[0] - 2, -1, -1):
+        if g_tm is None:
+            torch.mm(gps[t + 1], weight_hh, out=gps[t])
+        else:
+            torch.addmm(g_tm[t], gps[t + 1], weight_hh, out=gps[t])
+        if dacts is not None:
+            gps[t].mul_(dacts[t])
