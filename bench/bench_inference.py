@@ -63,12 +63,37 @@ def torch_worker(args):
 
     def run(req):
         m, x = models[req["case"]], inputs[req["case"]]
+        if req["batch"] == "floor":
+            return {"seconds": products_only(torch, m, x), "head": None}
         t0 = time.perf_counter()
         out = m.predict(x, batch_size=_bs(req["batch"], x.shape[0]))
         dt = time.perf_counter() - t0
         return {"seconds": dt, "head": out[:1000].ravel().tolist()}
 
     return info, {"run": run}
+
+
+def products_only(torch, model, x_np) -> float:
+    """Seconds for the matrix products alone that predict(x) must do (input projection plus
+    bias, and the recurrent product, every step, in predict's default chunks), on buffers made
+    beforehand: no activation, no Dense, no checks. A floor for any implementation that does
+    these products with torch's BLAS; against Keras's best time it bounds the ratio from below."""
+    layer = model.rnn[0]
+    x = torch.from_numpy(x_np)
+    n, steps = x.shape[0], x.shape[1]
+    bs = min(n, model.predict_batch_size(tuple(x.shape)))
+    w_ih_t, w_hh_t, b = (t.detach() for t in (layer.weight_ih.t(), layer.weight_hh.t(), layer.bias))
+    rows = torch.empty(2, bs, layer.units)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for s in range(0, n, bs):
+            xc = x[s:s + bs]
+            r = rows[:, :xc.shape[0]]
+            for t in range(steps):
+                torch.addmm(b, xc[:, t], w_ih_t, out=r[t % 2])
+                if t:
+                    r[t % 2].addmm_(r[(t - 1) % 2], w_hh_t)
+    return time.perf_counter() - t0
 
 
 def keras_worker(args):
@@ -104,13 +129,15 @@ def plan(args, names):
     jobs = []
     for case in args.cases.split(","):
         for w in names:
-            batches = (["default", *args.torch_batches.split(",")] if w.startswith("torchrnn")
+            batches = (["default", *args.torch_batches.split(","), "floor"] if w.startswith("torchrnn")
                        else ["default", *args.keras_batches.split(",")])
             jobs += [(w, case, b) for b in batches if b]
     return jobs
 
 
 def variant_name(worker: str, batch: str) -> str:
+    if batch == "floor":
+        return f"{worker} matrix products only (floor)"
     if batch == "default":
         return f"{worker} bs={'auto' if worker.startswith('torchrnn') else 32} (default)"
     return f"{worker} bs={'whole' if batch == 'all' else batch}"
@@ -120,8 +147,9 @@ def measure(ws, jobs, repeats, condition, log=print):
     times = {j: [] for j in jobs}
     busy_seen = {}
     heads = {}
-    for j in jobs:  # warm-up, and the outputs for the agreement check
-        heads[j] = np.asarray(ws[j[0]].call("run", case=j[1], batch=j[2])["head"])
+    for j in jobs:  # warm-up, and the outputs for the agreement check (the floor has none)
+        head = ws[j[0]].call("run", case=j[1], batch=j[2])["head"]
+        heads[j] = None if head is None else np.asarray(head)
     for r, order in C.rotations(jobs, repeats):
         for j in order:
             others = C.gate()
@@ -138,7 +166,8 @@ def measure(ws, jobs, repeats, condition, log=print):
                                                   f"-> {c['units']} units",
                      "case_key": case, "condition": condition, "variant": variant_name(w, b), "worker": w,
                      "batch": b, "median_s": C.median(ts), "times_s": ts,
-                     "max_abs_diff_vs_torch": float(np.max(np.abs(heads[(w, case, b)] - ref))),
+                     "max_abs_diff_vs_torch": (None if heads[(w, case, b)] is None
+                                               else float(np.max(np.abs(heads[(w, case, b)] - ref)))),
                      "others_busy_before": busy_seen.get((w, case, b), []),
                      "info": ws[w].info})
     return rows
@@ -153,6 +182,8 @@ def ratios(rows):
                   if r["condition"] == cond and r["case_key"] == case}
             keras_def = rs.get(("keras-tdef", "default"))
             keras_best = min(((v, k) for k, v in rs.items() if k[0].startswith("keras-")), default=None)
+            floors = {k[0]: v for k, v in rs.items() if k[1] == "floor"}
+            rs = {k: v for k, v in rs.items() if k[1] != "floor"}
             for w in ("torchrnn-tdef", "torchrnn-t1"):
                 if (w, "default") in rs and keras_def:
                     out.append(C.ratio(f"inference {case} [{cond}] defaults: {w} predict(x) / keras-tdef predict(x) "
@@ -164,6 +195,12 @@ def ratios(rows):
                     out.append(C.ratio(f"inference {case} [{cond}] best batch: {w} bs={_label(k[1], w)} / "
                                        f"{kb[0]} bs={_label(kb[1], kb[0])}", v, keras_best[0], 0.2, headline=True,
                                        note="each side at its fastest batch size in this run"))
+                if w in floors and keras_best:
+                    kb = keras_best[1]
+                    out.append(C.ratio(f"inference {case} [{cond}] floor: {w} matrix products alone / "
+                                       f"{kb[0]} bs={_label(kb[1], kb[0])}", floors[w], keras_best[0], None,
+                                       note="the products predict must do, nothing else: no ratio at "
+                                            "the best batch can be below this"))
                 for b in ("4096", "all"):
                     if (w, b) in rs and ("keras-tdef", b) in rs:
                         out.append(C.ratio(f"inference {case} [{cond}] same batch {_label(b)}: {w} / keras-tdef",
@@ -220,8 +257,8 @@ def main(argv=None):
     result = {"bench": "inference", "machine": machine, "loadavg_at_end": C.loadavg(), "repeats": args.repeats,
               "rows": rows, "ratios": ratios(rows)}
     for r in rows:
-        print(f"{r['condition']:6s} {r['case_key']:5s} {r['variant']:34s} {C.fmt_s(r['median_s']):>9s}  "
-              f"max|diff| vs torch {r['max_abs_diff_vs_torch']:.1e}")
+        diff = "" if r["max_abs_diff_vs_torch"] is None else f"max|diff| vs torch {r['max_abs_diff_vs_torch']:.1e}"
+        print(f"{r['condition']:6s} {r['case_key']:5s} {r['variant']:34s} {C.fmt_s(r['median_s']):>9s}  {diff}")
     for q in result["ratios"]:
         print(f"{q['name']:90s} {q['value']:.3f}")
     if args.out:

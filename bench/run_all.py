@@ -188,8 +188,8 @@ def render(results: dict) -> str:
                 "| condition | case | contender and batch size | median | max abs diff vs torch (first 1000) |",
                 "|---|---|---|---|---|"]
         for r in inf["rows"]:
-            out.append(f"| {r['condition']} | {r['case']} | {r['variant']} | {C.fmt_s(r['median_s'])} | "
-                       f"{r['max_abs_diff_vs_torch']:.1e} |")
+            diff = "-" if r["max_abs_diff_vs_torch"] is None else f"{r['max_abs_diff_vs_torch']:.1e}"
+            out.append(f"| {r['condition']} | {r['case']} | {r['variant']} | {C.fmt_s(r['median_s'])} | {diff} |")
         out.append("")
     st = results["benches"].get("step_loop")
     if st:
