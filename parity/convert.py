@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from torchrnn import RNNModel, create_rnn
+from torchrnn import RNNConfig, RNNModel, create_rnn
 from torchrnn.activations import canonical_name
 
 from .keras_files import (FORMATS, KerasFileError, KerasModelSpec, KerasWeight, LayerSpec, keras3_group_names,
@@ -353,10 +353,36 @@ def load_keras_weights(model: RNNModel, path: str | os.PathLike | KerasModelSpec
         pairs = _pair_by_group(model, spec)
     else:
         if spec.has_architecture:
-            _plan(spec)   # refuse an LSTM & co. by name before counting arrays
+            # refuse an LSTM & co. by name before counting arrays, then a model built otherwise
+            _check_same_architecture(model, _plan(spec).config, spec)
         pairs = _pair_by_order(model, spec)
     _assign(model, pairs, spec)
     return model
+
+
+# What weights cannot tell: the same arrays give other numbers under another activation,
+# direction or sequence length, so a full-model file's own settings must be the model's.
+_ARCHITECTURE_FIELDS = ("hidden_units", "dense_units", "activation", "use_bias", "dense_use_bias",
+                        "return_sequences", "go_backwards")
+
+
+def _check_same_architecture(model: RNNModel, file_config: dict, spec: KerasModelSpec) -> None:
+    try:
+        theirs = RNNConfig(**file_config)
+    except ValueError as e:
+        raise KerasFileError(f"{spec.source}: cannot build torchrnn model {file_config}: {e}") from e
+    mine = model.config
+    diffs = [(f, getattr(theirs, f), getattr(mine, f)) for f in _ARCHITECTURE_FIELDS
+             if getattr(theirs, f) != getattr(mine, f)]
+    if theirs.features != mine.features:
+        diffs.append(("input_shape[1] (features)", theirs.features, mine.features))
+    if None not in (theirs.time_steps, mine.time_steps) and theirs.time_steps != mine.time_steps:
+        diffs.append(("input_shape[0] (time_steps)", theirs.time_steps, mine.time_steps))
+    if diffs:
+        said = "; ".join(f"{f}: file {a!r}, model {b!r}" for f, a, b in diffs)
+        raise KerasFileError(f"{spec.source} is a full model built otherwise than the torch model ({said}): "
+                             f"its weights would compute other numbers; load it with parity.load_keras(path), "
+                             f"which takes the file's architecture")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -128,6 +128,27 @@ def test_weights_match_the_stored_arrays_in_keras_order():
             assert_close(got, data[f"w{i}"], atol=0.0, name=f"{path.name} {name}")
 
 
+@pytest.mark.parametrize("name", ["demo_tanh.keras", "demo_tanh.k3.h5", "demo_tanh.k2.h5"])
+@pytest.mark.parametrize("change, said", [
+    ({"activation": ("linear", "relu")}, "activation: file (('tanh',), 'tanh'), model (('linear',), 'relu')"),
+    ({"go_backwards": True}, "go_backwards: file (False,), model (True,)"),
+    ({"input_shape": (7, 1)}, "input_shape[0] (time_steps): file 3, model 7"),
+])
+def test_full_model_weights_into_a_model_built_otherwise(name, change, said):
+    """A full-model file says how its weights compute; same-shaped weights into a model with
+    another activation, direction or length would give other numbers without a word."""
+    cfg = {**fixture("demo_tanh")["create_rnn"], **change}
+    with pytest.raises(KerasFileError) as e:
+        load_keras_weights(create_rnn(**cfg), FIXTURES / name)
+    msg = str(e.value)
+    assert str(FIXTURES / name) in msg and said in msg and "parity.load_keras(path)" in msg
+    # a variable-length model takes the file's weights: nothing about the numbers changes
+    variable = create_rnn(**{**fixture("demo_tanh")["create_rnn"], "input_shape": (None, 1)})
+    load_keras_weights(variable, FIXTURES / name)
+    assert_close(variable.predict(fixture("demo_tanh")["x"]), expected_prediction(FIXTURES / name),
+                 atol=KERAS_FILE_ATOL, name=f"{name} into a variable-length model")
+
+
 def test_return_sequences_with_go_backwards_stays_in_processing_order():
     # Keras does not flip a go_backwards sequence back: step 0 of the output is the LAST input step.
     data = fixture("return_sequences")
