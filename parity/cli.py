@@ -42,6 +42,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _available_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system that says
+        return None
+
+
+def _check_batch_fits(batch: int, model) -> None:
+    """Refuse a --batch whose arrays cannot fit in memory, before any is made: the system may
+    grant a huge allocation and then kill the process while it fills it (seen: --batch 1e9)."""
+    from .check import DEFAULT_STEPS_IF_VARIABLE
+
+    steps, feats = model.config.input_shape
+    steps = DEFAULT_STEPS_IF_VARIABLE if steps is None else steps
+    # the input in float64 and float32, and every layer's states in the float64 referee, the
+    # float32 torch model and Keras: a lower bound of what the comparison holds at once
+    per_sequence = steps * (feats * 12 + sum(model.config.hidden_units) * 16)
+    need, have = batch * per_sequence, _available_bytes()
+    if have is not None and need > have:
+        raise ValueError(f"--batch {batch} needs at least {need / 1e9:.3g} GB for the input and the states "
+                         f"({steps} steps, {feats} features, units {list(model.config.hidden_units)}); "
+                         f"{have / 1e9:.3g} GB of memory is available: try a smaller batch")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import numpy as np
@@ -53,12 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.batch < 1:
             raise ValueError(f"--batch must be at least 1, got {args.batch}")
+        if args.seed < 0:  # NumPy's default_rng would say only "expected non-negative integer"
+            raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
         for flag, value in (("--atol", args.atol), ("--rtol", args.rtol)):
             if not (value >= 0 and value != float("inf")):
                 raise ValueError(f"{flag} must be a finite number >= 0, got {value}")
         spec = read_keras_file(args.model_file)
         model = model_from_spec(spec)
         narrowed = narrowed_weights(spec, model)
+        if args.input is None:
+            _check_batch_fits(args.batch, model)
         x = None
         if args.input is not None:
             path = Path(args.input)
@@ -91,6 +119,16 @@ def main(argv: list[str] | None = None) -> int:
                        seed=args.seed)
     except (ValueError, OSError) as e:
         print(f"torchrnn-parity: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (MemoryError, RuntimeError) as e:
+        from torchrnn.cli import _out_of_memory
+
+        if not _out_of_memory(e):
+            raise
+        # a size the user chose (--batch, or --input's array through the model): exit 1 would
+        # read as a mismatch
+        print(f"torchrnn-parity: error: out of memory ({' '.join(str(e).split())}) with --batch {args.batch}"
+              f"{'' if args.input is None else f', --input {args.input}'}; try a smaller batch", file=sys.stderr)
         return EXIT_BAD_INPUT
     if narrowed:
         # torchrnn computes in float32 (the tolerances above are float32's); say that the file's

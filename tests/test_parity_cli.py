@@ -49,12 +49,30 @@ def test_given_input_file(tmp_path, capsys):
     (lambda d: [str(FIXTURES / "demo_tanh.keras"), "--input", str(d / "wrong.npy")], r"got (2, 5, 1)"),
     (lambda d: [str(FIXTURES / "demo_tanh.keras"), "--input", str(d / "nope.npy")], "cannot read --input"),
     (lambda d: [str(FIXTURES / "demo_tanh.keras"), "--batch", "0"], "--batch must be at least 1"),
+    (lambda d: [str(FIXTURES / "demo_tanh.keras"), "--seed", "-1"], "--seed must be a non-negative integer, got -1"),
+    # 1e12 sequences: terabytes, refused before anything is allocated (the system could grant the
+    # allocation and kill the process while filling it)
+    (lambda d: [str(FIXTURES / "demo_tanh.keras"), "--batch", str(10**12)],
+     "--batch 1000000000000 needs at least 1.32e+05 GB for the input and the states (3 steps, 1 features, units [2])"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, make_args, message):
     np.save(tmp_path / "wrong.npy", np.zeros((2, 5, 1)))
     assert main(make_args(tmp_path)) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err.startswith("torchrnn-parity: error:") and message in err and "Traceback" not in err
+
+
+def test_running_out_of_memory_is_bad_input_not_a_mismatch(monkeypatch, capsys):
+    check_module = sys.modules["parity.check"]  # `parity.check` is the function the package exports
+
+    def too_big(*args, **kwargs):
+        raise MemoryError("Unable to allocate 89.4 GiB for an array with shape (4000000000, 3, 1)")
+
+    monkeypatch.setattr(check_module, "check", too_big)
+    assert main([str(FIXTURES / "demo_tanh.keras"), "--batch", "4000"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err == ("torchrnn-parity: error: out of memory (Unable to allocate 89.4 GiB for an array with shape "
+                   "(4000000000, 3, 1)) with --batch 4000; try a smaller batch\n")
 
 
 def test_file_path_never_imports_tensorflow_nor_unneeded_libraries():
