@@ -364,9 +364,9 @@ def test_scale_keeps_shape_and_unscale_inverts():
 
 def test_scale_refuses_non_finite():
     sc = D.fit_scaler(np.array([0.0, 1.0]))
-    with pytest.raises(ValueError, match="scale: input holds 1 non-finite values"):
+    with pytest.raises(ValueError, match="scale: input holds 1 non-finite value$"):
         D.scale(sc, np.array([0.5, np.nan]))
-    with pytest.raises(ValueError, match=r"train holds 1 non-finite values \(first at index 1\)"):
+    with pytest.raises(ValueError, match=r"train holds 1 non-finite value \(first at index 1\)"):
         D.fit_scaler(np.array([0.0, np.nan, 1.0]))
 
 

@@ -215,6 +215,11 @@ def test_input_errors_say_what_was_given():
         m.predict(np.full((1, 12, 1), 1e39))
     with pytest.raises(ValueError, match=r"input is empty \(shape \(0, 12, 1\)\)"):
         m.predict(np.zeros((0, 12, 1)))
+    # a float64 cast would drop the imaginary parts with a warning and go on
+    with pytest.raises(ValueError, match=r"^input must be real, got complex128 values$"):
+        m.predict(np.array([[1j, 2, 3]]))
+    with pytest.raises(ValueError, match=r"^input must be real, got complex64 values$"):
+        m.predict(np.ones((1, 12, 1), dtype=np.complex64))
 
 
 def test_compare_never_excuses_nan_or_a_different_infinity():
@@ -269,7 +274,7 @@ def test_float64_beyond_float32_is_refused_not_made_infinite():
     m = create_rnn(3, 1, (12, 1), seed=0)
     x = np.random.default_rng(0).random((3000, 12, 1))
     x[1500, 6, 0] = -1e39  # finite in float64, -inf in float32
-    with pytest.raises(ValueError, match=r"input holds 1 values beyond the range of the model's torch.float32 "
+    with pytest.raises(ValueError, match=r"input holds 1 value beyond the range of the model's torch.float32 "
                                          r"\(first -1e\+39 at index \(1500, 6, 0\)\)"):
         m.predict(x)
     m64 = create_rnn(3, 1, (12, 1), seed=0).double()

@@ -65,7 +65,7 @@ def test_rmse_refuses_other_shape_mismatches(shapes):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_rmse_refuses_non_finite_values(bad):
-    with pytest.raises(ValueError, match="y_true holds 1 non-finite"):
+    with pytest.raises(ValueError, match=rf"^y_true holds 1 non-finite value \(first {bad!r} at index \(1,\)\)$"):
         rmse([1.0, bad], [1.0, 2.0])
     with pytest.raises(ValueError, match="y_pred holds 1 non-finite"):
         rmse([[1.0], [2.0]], [1.0, bad])
@@ -303,7 +303,7 @@ def test_a_broadcasting_loss_in_fit_fails_the_suite(sunspots, monkeypatch):
     monkeypatch.setattr(T, "_check_pair", lambda *args: None)
     Xtr, ytr = sunspots[0][:10], sunspots[1][:10]
     with pytest.raises(UserWarning, match="broadcast"):
-        fit(create_rnn(3, 1, (12, 1), seed=0), Xtr, ytr[:, 0], epochs=1)
+        fit(create_rnn(3, 1, (12, 1), seed=0), Xtr, ytr[:, :, None], epochs=1)  # (N, 1, 1) against (N, 1)
 
 
 def test_fit_refuses_a_target_shape_that_would_broadcast(sunspots):
@@ -311,10 +311,22 @@ def test_fit_refuses_a_target_shape_that_would_broadcast(sunspots):
     m = create_rnn(3, 1, (12, 1), seed=0)
     before = m.get_weights()
     # the user's shapes (10 rows), not those of the one-sample look fit takes before training
-    with pytest.raises(ValueError, match=r"output has shape \(10, 1\) but the targets have shape \(10,\)"):
-        fit(m, Xtr, ytr[:, 0], epochs=1)
+    with pytest.raises(ValueError, match=r"output has shape \(10, 1\) but the targets have shape \(10, 2\)"):
+        fit(m, Xtr, np.repeat(ytr, 2, axis=1), epochs=1)
     for a, b in zip(m.get_weights(), before):
         assert_close(a, b, atol=0.0, name="no step was taken")
+
+
+def test_fit_reads_n_targets_as_n_by_1_as_keras_does(sunspots):
+    """The tutorial's get_XY gives y of shape (N,) for a (N, 1) output: the same training as (N, 1),
+    weight for weight (a broadcast would have trained on an (N, N) loss)."""
+    Xtr, ytr = sunspots[0][:20], sunspots[1][:20]
+    a, b = create_rnn(3, 1, (12, 1), seed=0), create_rnn(3, 1, (12, 1), seed=0)
+    ha = fit(a, Xtr, ytr[:, 0], epochs=2, seed=1)
+    hb = fit(b, Xtr, ytr, epochs=2, seed=1)
+    assert ha.loss == hb.loss
+    for (name, wa), wb in zip(a.named_parameters(), b.parameters()):
+        assert_close(wa.detach(), wb.detach(), atol=0.0, name=name)
 
 
 @pytest.mark.parametrize("case,match", [
@@ -389,10 +401,10 @@ def test_predict_validates_direct_input_and_lets_the_model_choose_chunks(monkeyp
     x = np.random.default_rng(0).random((1000, 12, 1))
     bad = x.copy()
     bad[700, 5, 0] = np.nan
-    with pytest.raises(ValueError, match=r"X holds 1 non-finite values \(first nan at index \(700, 5, 0\)\)"):
+    with pytest.raises(ValueError, match=r"X holds 1 non-finite value \(first nan at index \(700, 5, 0\)\)"):
         predict(m, bad)
     bad[700, 5, 0] = 1e39
-    with pytest.raises(ValueError, match=r"X has 1 values out of range for torch.float32 \(first 1e\+39 at index \(700, 5, 0\)\)"):
+    with pytest.raises(ValueError, match=r"X has 1 value out of range for torch.float32 \(first 1e\+39 at index \(700, 5, 0\)\)"):
         predict(m, bad)
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         predict(m, x, batch_size=0)

@@ -327,7 +327,8 @@ def unscale(scaler: MinMaxScaler, values) -> np.ndarray:
 def _apply(fn, values, what: str) -> np.ndarray:
     a = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(a)):
-        raise ValueError(f"{what}: input holds {np.count_nonzero(~np.isfinite(a))} non-finite values")
+        n = int(np.count_nonzero(~np.isfinite(a)))
+        raise ValueError(f"{what}: input holds {n} non-finite value{'s' * (n != 1)}")
     out = fn(a.reshape(-1, 1)).reshape(a.shape)
     if not np.all(np.isfinite(out)):
         raise ValueError(f"{what}: result holds non-finite values")
@@ -411,6 +412,7 @@ def _as_series(values, name: str) -> np.ndarray:
     if a.size == 0:
         raise ValueError(f"{name} is empty")
     if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} holds {np.count_nonzero(~np.isfinite(a))} non-finite values "
+        n = int(np.count_nonzero(~np.isfinite(a)))
+        raise ValueError(f"{name} holds {n} non-finite value{'s' * (n != 1)} "
                          f"(first at index {int(np.argmin(np.isfinite(a)))})")
     return a

@@ -50,7 +50,9 @@ def _pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
         bad = ~np.isfinite(a)
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"{name} holds {int(bad.sum())} non-finite values (first {a[idx]!r} at index {idx})")
+            n = int(bad.sum())
+            raise ValueError(f"{name} holds {n} non-finite value{'s' * (n != 1)} "
+                             f"(first {float(a[idx])!r} at index {idx})")
     return t, p
 
 

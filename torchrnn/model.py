@@ -307,7 +307,7 @@ class RNNModel(nn.Module):
             raise ValueError(f"input holds a non-finite value {value!r} at index {bad}")
         if problem == "range":
             count, bad, _ = _first_non_finite(out)
-            raise ValueError(f"input holds {count} values beyond the range of the model's {p.dtype} "
+            raise ValueError(f"input holds {count} value{'s' * (count != 1)} beyond the range of the model's {p.dtype} "
                              f"(first {arr[bad].item()!r} at index {bad})")
         try:
             self._check_input(out)

@@ -446,9 +446,13 @@ def _numeric_tensor(a: Any, name: str) -> torch.Tensor:
         t = torch.from_numpy(a)
     else:
         try:
-            t = torch.as_tensor(np.asarray(a, dtype=np.float64))
+            arr = np.asarray(a)
+            # a cast of complex values to float64 would drop the imaginary parts with a mere warning
+            t = None if arr.dtype.kind == "c" else torch.as_tensor(arr.astype(np.float64, copy=False))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{name} is not a numeric array: {exc}") from None
+        if t is None:
+            raise ValueError(f"{name} must be real, got {arr.dtype} values")
     if t.is_complex():
         raise ValueError(f"{name} must be real, got {t.dtype}")
     if not t.is_floating_point():
@@ -497,10 +501,10 @@ def _as_tensor(a: Any, name: str, device: torch.device, dtype: torch.dtype) -> t
     t_out, problem = _cast_checked(t, device, dtype)
     if problem == "non-finite":
         count, idx, value = _first_non_finite(t)
-        raise ValueError(f"{name} holds {count} non-finite values (first {value!r} at index {idx})")
+        raise ValueError(f"{name} holds {count} non-finite value{'s' * (count != 1)} (first {value!r} at index {idx})")
     if problem == "range":
         count, idx, _ = _first_non_finite(t_out)
-        raise ValueError(f"{name} has {count} values out of range for {dtype} "
+        raise ValueError(f"{name} has {count} value{'s' * (count != 1)} out of range for {dtype} "
                          f"(first {t[idx].item()!r} at index {idx})")
     return t_out.contiguous()
 
@@ -515,7 +519,7 @@ def _check_pair(pred: torch.Tensor, target: torch.Tensor, n: int | None = None) 
         raise ValueError(
             f"model output has shape {out} but the targets have shape {tgt}; "
             f"the MSE loss needs matching shapes and will not broadcast them "
-            f"(for a (N,) target and a (N, 1) output, pass y.reshape(-1, 1))")
+            f"(only (N,) targets for a (N, 1) output are read as (N, 1))")
 
 
 def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int = 1, lr: float = 1e-3,
@@ -524,7 +528,8 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
     """Train ``model`` on ``(X, y)`` with MSE and Keras's Adam; return the :class:`History`.
 
     ``X``: array-like or tensor ``(N, ...)`` that ``model`` accepts; ``y``: ``(N, ...)`` shaped
-    exactly like the model's output for ``X`` (no broadcasting). Both are converted and moved to
+    exactly like the model's output for ``X`` (no broadcasting), or ``(N,)`` for an ``(N, 1)``
+    output, read as ``(N, 1)`` as Keras reads it. Both are converted and moved to
     the device and dtype of the model's parameters once, before the first step.
     ``optimizer`` defaults to ``KerasAdam(model.parameters(), lr=lr)``; a given optimizer is used
     as is (``lr`` is then ignored). ``shuffle``/``seed``: see the module docstring.
@@ -553,7 +558,12 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
     model.eval()
     try:
         with torch.no_grad():
-            _check_pair(model(Xt[:1]), yt[:1], n)
+            first = model(Xt[:1])
+            if yt.dim() == 1 and first.dim() == 2 and first.shape[1] == 1:
+                # The tutorial's get_XY gives (N,) targets for a (N, 1) output; Keras's loss reads
+                # them as (N, 1), as metrics.rmse does. That one pair is reshaped, never broadcast.
+                yt = yt.unsqueeze(1)
+            _check_pair(first, yt[:1], n)
     finally:
         model.train(was_training)
     model.train()
