@@ -154,6 +154,18 @@ def test_row_and_line_numbers_differ_after_a_blank_line(tmp_path):
         D.load_series(path)
 
 
+def test_blank_line_between_data_rows_is_refused_naming_it(tmp_path):
+    """A blank line inside the data may be a lost month: skipping it would move every later value
+    one step early. Before the header and after the last row, blank lines are harmless."""
+    path = write(tmp_path, "Month,Sunspots\n1749-01,58.0\n1749-02,62.6\n\n  \n1749-03,70.0\n")
+    with pytest.raises(D.DataError) as err:
+        D.load_series(path)
+    assert str(err.value) == (f"{path}: line 4 is blank, between data rows 2 and 3; blank lines are "
+                              f"accepted only before the header and after the last row")
+    assert D.load_series(write(tmp_path, "\n\nMonth,Sunspots\n1749-01,58.0\n1749-02,62.6\n1749-03,70.0\n\n\n"
+                               )).tolist() == K7_VALUES
+
+
 @pytest.mark.parametrize("text", [K7_HEADER, K7_HEADER + "\r\n", K7_HEADER + "\r\n\r\n\r\n"])
 def test_k7_header_only_is_no_data(tmp_path, text):
     path = write(tmp_path, text)

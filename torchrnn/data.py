@@ -15,12 +15,13 @@ Loading (``load_series`` / ``read_series``)
     line; like the tutorial's ``usecols=[1]`` the values come from the second
     column, or from ``column`` (a 0-based index or a header name).
     Accepted: LF or CRLF line endings, no final newline, quoted fields, a UTF-8
-    byte-order mark, blank lines (skipped, as pandas skips them).
+    byte-order mark, blank lines before the header and after the last data row.
     Refused, with a ``DataError`` (a ``ValueError``) that names the source and
     the place: a line whose number of fields differs from the header's (for
     example a trailing note such as ``Zuerich monthly sunspot numbers
     1749-1983``), an empty, ``NaN``/``NA``-like, non-numeric or infinite value
     (data rows are counted from 1, file lines from 1 with the header as line 1),
+    a blank line between data rows (a lost value would shift every later one),
     a header with fewer than two fields when the default column is used, a
     first line that looks like data instead of a header, and a file without
     data rows. Nothing is dropped or filled silently: the tutorial's pandas
@@ -208,10 +209,18 @@ def _parse_csv(text: str, label: str, column: int | str) -> tuple[np.ndarray, st
     col = None
     values: list[float] = []
     row = 0
+    blank = None  # the first blank line after a data row, until another data row shows it is inside
     for fields in reader:
         line = reader.line_num  # last physical line of this record (records here are one line)
         if all(f.strip() == "" for f in fields) and len(fields) <= 1:
+            if row and blank is None:
+                blank = line
             continue  # blank or whitespace-only line
+        if blank is not None:
+            # Between two data rows a blank line may be a lost value: every later value would
+            # then stand one step early, with no error (pandas skips it without a word).
+            raise DataError(f"{label}: line {blank} is blank, between data rows {row} and {row + 1}; "
+                            f"blank lines are accepted only before the header and after the last row")
         if header is None:
             header = fields
             col = _column_index(header, column, label)
