@@ -118,13 +118,22 @@ def check(torch_model, x: Any = None, *, keras_model=None, keras_path=None, atol
     """Run torch, NumPy (float64) and Keras (when available) on the same input and compare them all.
 
     ``x`` defaults to a seeded uniform(-1, 1) batch of ``batch`` sequences in the model's input
-    shape. ``keras_path`` loads a full Keras model file with Keras, if Keras is installed.
+    shape. ``keras_path`` loads a full Keras model file with Keras, if Keras is installed; a file
+    whose architecture is not the torch model's is a :class:`~parity.keras_files.KerasFileError`
+    naming the settings that differ.
     """
     notes = []
     if x is None:
         x = _default_input(torch_model, batch, seed)
     x = torch_model.as_input(x).cpu().numpy()  # validated (N, L, F), in the model's dtype
     if keras_model is None and keras_path is not None:
+        from .convert import check_same_architecture
+        from .keras_files import read_keras_file
+
+        spec = read_keras_file(keras_path)  # h5py alone: a few ms
+        if spec.has_architecture:
+            # another model in the file would reach Keras's own shape errors, or compare unlike models
+            check_same_architecture(torch_model, spec)
         if _keras_available():
             import keras
 

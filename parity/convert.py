@@ -353,8 +353,7 @@ def load_keras_weights(model: RNNModel, path: str | os.PathLike | KerasModelSpec
         pairs = _pair_by_group(model, spec)
     else:
         if spec.has_architecture:
-            # refuse an LSTM & co. by name before counting arrays, then a model built otherwise
-            _check_same_architecture(model, _plan(spec).config, spec)
+            check_same_architecture(model, spec)  # LSTM & co. by name, then a model built otherwise
         pairs = _pair_by_order(model, spec)
     _assign(model, pairs, spec)
     return model
@@ -366,7 +365,10 @@ _ARCHITECTURE_FIELDS = ("hidden_units", "dense_units", "activation", "use_bias",
                         "return_sequences", "go_backwards")
 
 
-def _check_same_architecture(model: RNNModel, file_config: dict, spec: KerasModelSpec) -> None:
+def check_same_architecture(model: RNNModel, spec: KerasModelSpec) -> None:
+    """Raise :class:`KerasFileError` unless the full model ``spec`` describes is built as ``model``
+    is, naming each setting that differs (weights' shapes are checked where they are copied)."""
+    file_config = _plan(spec).config
     try:
         theirs = RNNConfig(**file_config)
     except ValueError as e:
@@ -419,7 +421,14 @@ def spec_from_keras_model(keras_model: Any) -> KerasModelSpec:
     if not keras_model.weights and keras_model.layers:
         raise KerasFileError(f"{source}: the model is not built (it has no weights yet); call it on data or "
                              f"build it with an input shape first")
-    config = json.loads(keras_model.to_json())
+    try:
+        config = json.loads(keras_model.to_json())
+    except (OSError, TypeError, ValueError) as e:
+        # Keras serializes a lambda or a custom function by its source code: typed at a prompt,
+        # it has none, and to_json raises "could not get source code"
+        raise KerasFileError(f"{source}: Keras cannot describe the model (to_json: {e}); a custom activation "
+                             f"(a lambda or a function of your own) cannot be converted: torchrnn supports "
+                             f"Keras's named activations") from e
     return spec_from_config(config, source=source, keras_version=version, fmt="live",
                             weights=_LiveWeights(keras_model))
 

@@ -85,3 +85,36 @@ def test_random_keras_models_match_through_keras_order_weights(cfg, seed):
     report = check(m, x, keras_model=km, atol=float32_atol_for(m, x), rtol=FLOAT32_ATOL)
     assert report.ok, f"{cfg}\n{report.table()}"
 
+
+
+@pytest.mark.filterwarnings("ignore:The object being serialized includes a `lambda`:UserWarning")
+@pytest.mark.parametrize("source", ["eval", "file"])
+def test_custom_activation_from_a_live_model_is_named_not_a_traceback(source):
+    """A lambda typed at a prompt has no source code, and Keras's to_json raised a bare OSError
+    ("could not get source code"); one from a file gets through to_json and is refused by name."""
+    from parity import from_keras
+    from parity.keras_files import KerasFileError
+
+    act = eval("lambda x: x * 2.0") if source == "eval" else (lambda x: x * 2.0)
+    km = keras.Sequential([keras.Input((3, 1)), keras.layers.SimpleRNN(2, activation=act), keras.layers.Dense(1)])
+    with pytest.raises(KerasFileError, match="custom activation|custom or layer activation") as e:
+        from_keras(km)
+    assert "named activations" in str(e.value)
+
+
+def test_check_against_a_keras_file_of_another_model_names_the_difference():
+    """check(model, keras_path=...) with a file of another architecture used to end in Keras's own
+    shape error ("expected shape=(None, 5, 2), found shape=(8, 12)")."""
+    from pathlib import Path
+
+    from parity import load_keras
+    from parity.keras_files import KerasFileError
+
+    fixtures = Path(__file__).parent / "fixtures" / "keras"
+    model = load_keras(fixtures / "demo_tanh.keras")
+    report = check(model, keras_path=fixtures / "demo_tanh.keras")
+    assert report.ok and report.implementations == ["torch", "numpy", "keras"]
+    with pytest.raises(KerasFileError) as e:
+        check(model, keras_path=fixtures / "multifeature.keras")
+    assert "multifeature.keras is a full model built otherwise than the torch model" in str(e.value)
+    assert "input_shape[1] (features): file 2, model 1" in str(e.value)
