@@ -41,6 +41,23 @@ def test_demo_across_frameworks(capsys):
     assert "PARITY: all comparisons within tolerance" in capsys.readouterr().out
 
 
+# Keras's own saving code, on NumPy 2 (not ours to fix)
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+def test_saved_file_blocks_run_as_written(tmp_path, monkeypatch, capsys):
+    """The demo saved by Keras, then read back without it: both README blocks, in order."""
+    pytest.importorskip("keras", reason="the test extra installs Keras")
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {}
+    exec(compile(block_with("from_keras(demo_model)"), "README.md", "exec"), ns)
+    exec(compile(block_with('demo_model.save("model.keras")'), "README.md", "exec"), ns)
+    exec(compile(block_with('load_keras_weights(model, "model.weights.h5")'), "README.md", "exec"), ns)
+    out = capsys.readouterr().out
+    assert out.count("PARITY: all comparisons within tolerance") == 4  # the demo's, and three checks
+    assert "implementations: torch, numpy, keras" in out
+    assert_close(ns["model"].predict(ns["x"]), ns["demo_model"].predict(ns["x"], verbose=0), atol=FLOAT32_ATOL,
+                 name="README weights-only model vs Keras")
+
+
 def test_readme_test_command_is_what_ci_runs():
     ci = (README.parent / ".ci" / "run").read_text()
     assert 'pip install ".[test]" && pytest' in README.read_text() and 'pip install ".[test]" && pytest' in ci
