@@ -404,7 +404,7 @@ def test_predict_validates_direct_input_and_lets_the_model_choose_chunks(monkeyp
     with pytest.raises(ValueError, match=r"X holds 1 non-finite value \(first nan at index \(700, 5, 0\)\)"):
         predict(m, bad)
     bad[700, 5, 0] = 1e39
-    with pytest.raises(ValueError, match=r"X has 1 value out of range for torch.float32 \(first 1e\+39 at index \(700, 5, 0\)\)"):
+    with pytest.raises(ValueError, match=r"X holds 1 value beyond the range of the model's torch.float32 \(first 1e\+39 at index \(700, 5, 0\)\)"):
         predict(m, bad)
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         predict(m, x, batch_size=0)

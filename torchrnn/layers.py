@@ -213,13 +213,19 @@ def _time_major_states(x: torch.Tensor, weight_ih: torch.Tensor, bias: torch.Ten
         for t, row in enumerate(rows):
             if t:
                 row.addmm_(rows[t - 1], w_hh_t)
-            if np_rows is not None:
-                np.tanh(np_rows[t], out=np_rows[t])
-            elif inplace is False:
-                row.copy_(act(row))
-            elif inplace is not None:
-                inplace(row)
+            _activate(row, None if np_rows is None else np_rows[t], inplace, act)
     return states, xs
+
+
+def _activate(row: torch.Tensor, np_row: np.ndarray | None, inplace, act) -> None:
+    """The activation on one step's states, in place: NumPy's tanh on ``np_row`` (the same memory)
+    when there is one, else the in-place torch form (``_INPLACE``; None is linear), else ``act``."""
+    if np_row is not None:
+        np.tanh(np_row, out=np_row)
+    elif inplace is False:
+        row.copy_(act(row))
+    elif inplace is not None:
+        inplace(row)
 
 
 def _inference_states(x: torch.Tensor, weight_ih: torch.Tensor, bias: torch.Tensor | None,
@@ -252,12 +258,7 @@ def _inference_states(x: torch.Tensor, weight_ih: torch.Tensor, bias: torch.Tens
                 torch.addmm(bias, x[:, t], w_ih_t, out=row)
             if prev is not None:
                 row.addmm_(prev, w_hh_t)
-            if np_rows is not None:
-                np.tanh(np_rows[i], out=np_rows[i])
-            elif inplace is False:
-                row.copy_(act(row))
-            elif inplace is not None:
-                inplace(row)
+            _activate(row, None if np_rows is None else np_rows[i], inplace, act)
             prev = row
     return prev if last_only else buf
 

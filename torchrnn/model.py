@@ -286,7 +286,7 @@ class RNNModel(nn.Module):
         the tensor shares its memory. Other input is cast once, then checked for values the
         model's dtype cannot hold (float64 1e39 is infinite in float32).
         """
-        from .train import _cast_checked, _first_non_finite, _numeric_tensor
+        from .train import _cast_or_refuse, _numeric_tensor
 
         p = next(self.parameters())
         arr = _numeric_tensor(x, "input")
@@ -301,14 +301,7 @@ class RNNModel(nn.Module):
             raise ValueError(f"expected input of shape {want}, got {tuple(arr.shape)}{hint}")
         if arr.shape[0] == 0:
             raise ValueError(f"input is empty (shape {given}); need at least one sequence")
-        out, problem = _cast_checked(arr, p.device, p.dtype)
-        if problem == "non-finite":
-            _, bad, value = _first_non_finite(arr)
-            raise ValueError(f"input holds a non-finite value {value!r} at index {bad}")
-        if problem == "range":
-            count, bad, _ = _first_non_finite(out)
-            raise ValueError(f"input holds {count} value{'s' * (count != 1)} beyond the range of the model's {p.dtype} "
-                             f"(first {arr[bad].item()!r} at index {bad})")
+        out = _cast_or_refuse(arr, "input", p.device, p.dtype)
         try:
             self._check_input(out)
         except ValueError as e:

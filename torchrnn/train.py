@@ -498,15 +498,23 @@ def _as_tensor(a: Any, name: str, device: torch.device, dtype: torch.dtype) -> t
         raise ValueError(f"{name} must have a batch axis (shape (N, ...)), got a scalar")
     if t.shape[0] < 1:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)}); need at least one sample")
-    t_out, problem = _cast_checked(t, device, dtype)
+    return _cast_or_refuse(t, name, device, dtype).contiguous()
+
+
+def _cast_or_refuse(t: torch.Tensor, name: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """:func:`_cast_checked`, raising ``ValueError`` naming the first bad value and its index."""
+    out, problem = _cast_checked(t, device, dtype)
+    if problem is None:
+        return out
+    # a NaN or an infinity in the input itself, or a finite value the model's dtype cannot hold
+    count, idx, value = _first_non_finite(t if problem == "non-finite" else out)
+    plural = "s" * (count != 1)
     if problem == "non-finite":
-        count, idx, value = _first_non_finite(t)
-        raise ValueError(f"{name} holds {count} non-finite value{'s' * (count != 1)} (first {value!r} at index {idx})")
-    if problem == "range":
-        count, idx, _ = _first_non_finite(t_out)
-        raise ValueError(f"{name} has {count} value{'s' * (count != 1)} out of range for {dtype} "
-                         f"(first {t[idx].item()!r} at index {idx})")
-    return t_out.contiguous()
+        what = f"non-finite value{plural}"
+    else:
+        what = f"value{plural} beyond the range of the model's {dtype}"
+        value = t[idx].item()  # the input's own value, not the infinity it became
+    raise ValueError(f"{name} holds {count} {what} (first {value!r} at index {idx})")
 
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor, n: int | None = None) -> None:
