@@ -454,6 +454,28 @@ def test_progress_bar_in_a_terminal(sunspots, monkeypatch):
     assert "Epoch 1/2" in err and "Epoch 2/2" in err and "20/20" in err and "loss=" in err
 
 
+@pytest.mark.parametrize("columns, bar", [(0, False), (39, False), (40, True), (None, True)])
+def test_a_terminal_too_narrow_for_a_bar_gets_the_plain_lines(sunspots, monkeypatch, columns, bar):
+    """A terminal that reports 0 columns (its width unknown) made tqdm draw empty lines only."""
+    import io
+    import sys
+
+    import torchrnn.train as T
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    monkeypatch.setattr(T, "_terminal_columns", lambda stream: columns)
+    h = fit(create_rnn(3, 1, (12, 1), seed=0), sunspots[0][:20], sunspots[1][:20], epochs=2, seed=0, progress=True)
+    err = term.getvalue()
+    assert ("20/20" in err) == bar
+    if not bar:
+        assert err.splitlines()[1].startswith("Epoch 2/2: 20 batches in ") and err.endswith(f"loss={h.loss[1]:.4g}\n")
+
+
 def test_tutorial_fit_learns(sunspots):
     """The tutorial's run (187 windows, 20 epochs, batch size 1). Its speed is measured in bench/,
     not asserted here: wall-clock limits in tests only measure the machine's load."""

@@ -37,7 +37,9 @@ Library code does not print: the progress bar (tqdm, on stderr) appears only wit
 from __future__ import annotations
 
 import functools
+import io
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -408,6 +410,19 @@ class History:
         return {"loss": list(self.loss)}
 
 
+# A bar needs room for "Epoch 20/20: 100%|...| 187/187 [...]"; a terminal that reports fewer
+# columns (0 when its width is unknown: tqdm then drew empty lines only) gets the plain lines.
+_MIN_BAR_COLUMNS = 40
+
+
+def _terminal_columns(stream: Any) -> int | None:
+    """The width ``stream``'s terminal reports, or None when it has no file descriptor to ask."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return None
+
+
 def _is_terminal(stream: Any) -> bool:
     isatty = getattr(stream, "isatty", None)
     try:
@@ -598,7 +613,8 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
     step = _fast_step(optimizer)
     unbound_zero_grad = functools.partial(optimizer.zero_grad, set_to_none=True)
     bar_cls = None
-    log_lines = progress and not _is_terminal(sys.stderr)
+    columns = _terminal_columns(sys.stderr)
+    log_lines = progress and (not _is_terminal(sys.stderr) or (columns is not None and columns < _MIN_BAR_COLUMNS))
     if progress and not log_lines:
         from tqdm.auto import tqdm as bar_cls  # imported only when asked for
 
