@@ -300,7 +300,7 @@ def test_missing_and_corrupt_checkpoints(tutorial_run, tmp_path, capsys):
     ck = torch.load(out / "model.pt", weights_only=True)
     ck["model_config"]["hidden_units"] = (5,)
     wrong = tmp_path / "wrong.pt"
-    torch.save(ck, wrong)
+    E.save_checkpoint(wrong, ck)  # digests recomputed: the config itself disagrees with the weights
     _one_line_error(capsys, main(["predict", "--checkpoint", str(wrong)]), "inconsistent")
 
 
@@ -349,6 +349,71 @@ def test_weights_edited_without_their_digest_are_refused_and_old_checkpoints_loa
     torch.save(ck, tmp_path / "old.pt")
     model, _ = E.load_checkpoint(tmp_path / "old.pt")
     assert torch.equal(model.dense.bias.detach(), ck["model_state"]["dense.bias"])
+
+
+def _flip_bit_in_pickled_float(src, dst, value):
+    """Copy a torch checkpoint, flipping the lowest bit of the float ``value`` where the pickle
+    stores it (BINFLOAT, 8 bytes big-endian): damage to a plain entry, not to a tensor."""
+    import struct
+
+    raw = bytearray(Path(src).read_bytes())
+    packed = b"G" + struct.pack(">d", value)
+    at = raw.find(packed)
+    assert at > 0 and raw.find(packed, at + 1) == -1, "the float must be stored exactly once"
+    raw[at + 8] ^= 0x01
+    Path(dst).write_bytes(bytes(raw))
+
+
+def test_a_bit_flipped_in_the_scaler_is_refused_naming_the_key(tutorial_run, tmp_path, capsys):
+    src = tutorial_run[0] / "model.pt"
+    ck = torch.load(src, weights_only=True)
+    assert set(ck["content_sha256"]) == set(E.CONTENT_KEYS)
+    flipped = tmp_path / "scaler-bitflip.pt"
+    _flip_bit_in_pickled_float(src, flipped, ck["scaler"]["data_max"])
+    damaged = torch.load(flipped, weights_only=True)
+    # the damage is real and silent to torch: a data_max one ulp off, every forecast rescaled by it
+    assert damaged["scaler"]["data_max"] != ck["scaler"]["data_max"]
+    assert abs(damaged["scaler"]["data_max"] - ck["scaler"]["data_max"]) < 1e-9
+    with pytest.raises(E.CheckpointError, match=rf"checkpoint {flipped}: scaler is damaged or was edited"):
+        E.load_checkpoint(flipped)
+    _one_line_error(capsys, main(["predict", "--checkpoint", str(flipped), "--quiet"]), str(flipped), "scaler")
+
+
+@pytest.mark.parametrize("key, edit", [
+    ("scaler", lambda d: d.update(data_max=d["data_max"] * 2)),  # valid, and halves every scaled value
+    ("windows", lambda d: d.update(split=0.7)),
+    ("windows", lambda d: d.update(stride=1)),
+    ("model_config", lambda d: d.update(activation=("relu", "tanh"))),
+    ("data", lambda d: d.update(sha256="0" * 64)),
+    ("training", lambda d: d.update(lr=0.1)),
+    ("metrics", lambda d: d["rmse"]["test"]["model"].update(original=1.0)),
+])
+def test_entries_edited_without_their_digest_are_refused_naming_the_key(tutorial_run, tmp_path, key, edit):
+    # Each edit loads as a plausible checkpoint (the checks of test_edited_checkpoints pass), so
+    # before content digests it predicted other numbers, or reported other ones, without a word.
+    ck = torch.load(tutorial_run[0] / "model.pt", weights_only=True)
+    edit(ck[key])
+    edited = tmp_path / "edited.pt"
+    torch.save(ck, edited)
+    with pytest.raises(E.CheckpointError, match=rf"checkpoint {edited}: {key} is damaged or was edited"):
+        E.load_checkpoint(edited)
+    E.save_checkpoint(edited, ck)  # the same edit saved through save_checkpoint is deliberate, and loads
+    assert E.load_checkpoint(edited)[1][key] == ck[key]
+
+
+def test_content_digest_absent_or_naming_a_missing_entry(tutorial_run, tmp_path):
+    ck = torch.load(tutorial_run[0] / "model.pt", weights_only=True)
+    del ck["metrics"]
+    torch.save(ck, tmp_path / "gone.pt")
+    with pytest.raises(E.CheckpointError, match="metrics was saved but is missing"):
+        E.load_checkpoint(tmp_path / "gone.pt")
+    del ck["content_sha256"]  # a checkpoint written before content digests existed loads (documented)
+    torch.save(ck, tmp_path / "old.pt")
+    assert E.load_checkpoint(tmp_path / "old.pt")[1]["scaler"] == ck["scaler"]
+    ck["content_sha256"] = ["not", "a", "dict"]
+    torch.save(ck, tmp_path / "junk.pt")
+    with pytest.raises(E.CheckpointError, match="content_sha256 is not a dict of digests by key"):
+        E.load_checkpoint(tmp_path / "junk.pt")
 
 
 @pytest.mark.parametrize("part, key, value, needle", [

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import pickle
 import tempfile
@@ -47,7 +48,7 @@ from .train import History, fit, predict
 
 __all__ = ["Prepared", "Run", "CheckpointError", "prepare", "train_run", "report",
            "save_checkpoint", "load_checkpoint", "prepare_from_checkpoint", "atomic_write", "weights_digest",
-           "CHECKPOINT_FORMAT"]
+           "content_digest", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "torchrnn-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -250,11 +251,37 @@ def weights_digest(state: dict) -> dict[str, str]:
     return out
 
 
+# The checkpoint's entries that are plain containers (no tensors): what predict rebuilds the
+# model and the windows from, and the record of how it was trained.
+CONTENT_KEYS = ("model_config", "scaler", "windows", "data", "training", "metrics")
+
+
+def _canonical(value: Any) -> bytes:
+    """One byte string per value: JSON with sorted keys, exact float reprs and NaN spelled out;
+    anything JSON does not know is written as its type and repr, so it still changes the digest."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True,
+                      default=lambda o: f"<{type(o).__name__}>{o!r}").encode()
+
+
+def content_digest(checkpoint: dict) -> dict[str, str]:
+    """sha256 of each of the checkpoint's :data:`CONTENT_KEYS` that it holds, by key.
+
+    Like :func:`weights_digest` for the tensors: a byte damaged in the pickle, or a scaler or
+    window setting edited by hand, would otherwise load and predict other numbers without a word.
+    (A digest kept in the same file guards against accidents, not against someone who recomputes
+    it: :func:`save_checkpoint` does that for a deliberate edit.)"""
+    return {key: hashlib.sha256(_canonical(checkpoint[key])).hexdigest()
+            for key in CONTENT_KEYS if key in checkpoint}
+
+
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict) -> Path:
     """``torch.save`` the checkpoint atomically (see :func:`atomic_write`), with the sha256 of
-    each weight tensor (``model_state_sha256``, see :func:`weights_digest`) added."""
+    each weight tensor (``model_state_sha256``, see :func:`weights_digest`) and of each other
+    entry (``content_sha256``, see :func:`content_digest`) added."""
+    checkpoint = {k: v for k, v in checkpoint.items() if k not in ("model_state_sha256", "content_sha256")}
     if "model_state" in checkpoint:
-        checkpoint = {**checkpoint, "model_state_sha256": weights_digest(checkpoint["model_state"])}
+        checkpoint["model_state_sha256"] = weights_digest(checkpoint["model_state"])
+    checkpoint["content_sha256"] = content_digest(checkpoint)
     return atomic_write(path, lambda f: torch.save(checkpoint, f))
 
 
@@ -276,6 +303,31 @@ def _check_digest(path: Path, ckpt: dict) -> None:
         if actual[name] != recorded[name]:
             raise CheckpointError(f"checkpoint {path}: tensor {name} is damaged: its sha256 {actual[name][:12]}... "
                                   f"differs from the {str(recorded[name])[:12]}... recorded when it was saved")
+
+
+def _check_content_digest(path: Path, ckpt: dict) -> None:
+    """Refuse an entry (scaler, windows, ...) that differs from what was saved, naming it.
+    Checkpoints written before these digests were stored (no ``content_sha256``) load without it."""
+    recorded = ckpt.get("content_sha256")
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in recorded.items()):
+        raise CheckpointError(f"checkpoint {path}: content_sha256 is not a dict of digests by key")
+    gone = sorted(k for k in recorded if k not in ckpt)
+    if gone:
+        raise CheckpointError(f"checkpoint {path}: {', '.join(gone)} {'was' if len(gone) == 1 else 'were'} "
+                              f"saved but {'is' if len(gone) == 1 else 'are'} missing")
+    for key in sorted(recorded):
+        try:
+            actual = hashlib.sha256(_canonical(ckpt[key])).hexdigest()
+        except (TypeError, ValueError) as exc:  # e.g. a dict edited to hold keys of mixed types
+            raise CheckpointError(f"checkpoint {path}: {key} cannot be checked against its digest "
+                                  f"({type(exc).__name__}: {exc})") from None
+        if actual != recorded[key]:
+            raise CheckpointError(f"checkpoint {path}: {key} is damaged or was edited: its sha256 "
+                                  f"{actual[:12]}... differs from the {recorded[key][:12]}... recorded "
+                                  f"when it was saved")
 
 
 def _check_windows(w: Any, model: RNNModel) -> None:
@@ -310,7 +362,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
     Raises :class:`CheckpointError` (a ``ValueError``) with the path and the reason when the
     file is missing, unreadable, not a torchrnn checkpoint, inconsistent with its config, or
-    holds a weight tensor whose bytes differ from the sha256 recorded when it was saved.
+    holds a weight tensor or an entry (scaler, windows, ...) that differs from the sha256
+    recorded when it was saved.
     """
     path = Path(path)
     if path.is_dir():
@@ -340,6 +393,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if missing:
         raise CheckpointError(f"checkpoint {path}: missing {', '.join(missing)}")
     _check_digest(path, ckpt)
+    _check_content_digest(path, ckpt)
     try:
         if not isinstance(ckpt["model_config"], dict):
             raise ValueError(f"model_config is a {type(ckpt['model_config']).__name__}, not a dict")
