@@ -715,3 +715,44 @@ def test_predict_out_and_checkpoint_paths_are_checked(tutorial_run, tmp_path, ca
     assert "does not exist" in capsys.readouterr().err
     assert main(["predict", "--checkpoint", str(run_dir)]) == 2
     assert "is a directory; give the model.pt file inside it" in capsys.readouterr().err
+    # an empty --out once wrote into the current folder (train) or named '' in an OSError (predict)
+    for argv in (["predict", "--checkpoint", str(ckpt), "--out", ""], ["train", "--out", " ", "--epochs", "1"]):
+        _one_line_error(capsys, main(argv), "--out", "is empty")
+    # --out is checked before the checkpoint is read: a bad --out with a bad checkpoint names --out
+    _one_line_error(capsys, main(["predict", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path)]),
+                    f"--out {tmp_path} is a directory")
+
+
+def test_predict_out_in_a_folder_it_cannot_write_names_out(tutorial_run, tmp_path, capsys, monkeypatch):
+    ckpt = tutorial_run[0] / "model.pt"
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    target = ro / "p.csv"
+    if os.geteuid() != 0:
+        ro.chmod(0o555)
+    else:  # root writes in a 0555 folder; make the folder refuse new files as a read-only one would
+        import tempfile
+        real = tempfile.mkstemp
+
+        def refuse(*a, dir=None, **k):
+            if dir is not None and Path(dir) == ro:
+                raise PermissionError(13, "Permission denied", os.path.join(dir, ".random-temp-name"))
+            return real(*a, dir=dir, **k)
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    try:
+        lines = _one_line_error(capsys, main(["predict", "--checkpoint", str(ckpt), "--out", str(target)]),
+                                f"--out {target}: cannot write files in folder {ro}", "Permission denied")
+        assert ".tmp" not in lines[-1] and "random-temp-name" not in lines[-1] and not target.exists()
+    finally:
+        ro.chmod(0o755)
+
+
+def test_a_write_failing_midway_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    target = tmp_path / "p.csv"
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=rf"cannot write {target}: No space left on device"):
+        E.atomic_write(target, lambda f: f.write("x"), mode="w")
+    assert list(tmp_path.iterdir()) == [], "no temporary file left behind"

@@ -208,6 +208,8 @@ def _out_dir(out: str | None) -> tuple[Path, bool]:
     """The folder to write into, and whether it is a fresh default name (made unique at creation)."""
     if out is None:
         return Path(RUNS_DIR) / time.strftime("%Y%m%d-%H%M%S"), True
+    if not out.strip():  # Path('') is the current folder
+        raise UsageError(f"--out {out!r} is empty; give a folder name")
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
@@ -216,6 +218,30 @@ def _out_dir(out: str | None) -> tuple[Path, bool]:
         raise UsageError(f"--out {out}: already holds {', '.join(taken)}; refusing to overwrite "
                          f"(choose another folder)")
     return path, False
+
+
+def _out_file(out: str | None) -> Path | None:
+    """predict's ``--out`` checked before the checkpoint is read: None (or '-') is standard
+    output; otherwise a file name in an existing folder where files can be written."""
+    import tempfile
+
+    if out is None or out == "-":
+        return None
+    if not out.strip():
+        raise UsageError(f"--out {out!r} is empty; give a file name, or - for standard output")
+    path = Path(out)
+    if path.is_dir():
+        raise UsageError(f"--out {out} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"--out {out}: folder {path.parent} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".torchrnn-write-test.", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write files in folder {path.parent} "
+                         f"({exc.strerror or exc})") from None
+    return path
 
 
 def _create_out_dir(path: Path, fresh: bool, flag: str) -> tuple[Path, list[Path]]:
@@ -356,6 +382,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .metrics import rmse
     from .train import predict
 
+    out = _out_file(args.out)
     device = _device(args.device)
     _use_threads(args.threads)
     model, ckpt = E.load_checkpoint(args.checkpoint, map_location=device)
@@ -397,12 +424,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         summary.append(f"{part}: {X.shape[0]} windows, RMSE {rmse(y, pred):.4f} scaled, "
                        f"{rmse(y_orig, p_orig):.2f} {series.column or 'original units'}")
     text = buf.getvalue()
-    if args.out is None or args.out == "-":
+    if out is None:
         sys.stdout.write(text)
         sys.stdout.flush()
         where = "standard output"
     else:
-        E.atomic_write(args.out, lambda f: f.write(text), mode="w")
+        E.atomic_write(out, lambda f: f.write(text), mode="w")
         where = args.out
     if not args.quiet:
         for line in notes + summary + [f"wrote {where}"]:

@@ -216,7 +216,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
         raise ValueError(f"{path} is a directory; give a file name")
     if not path.parent.is_dir():
         raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # it names a random temporary name; the user gave `path`
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         # mkstemp creates the file 0600; give it the mode an ordinary open() would (0666 - umask).
         umask = os.umask(0)
@@ -227,11 +230,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):  # a full disk, a failed rename
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
         raise
     return path
 
