@@ -720,7 +720,7 @@ def test_predict_out_and_checkpoint_paths_are_checked(tutorial_run, tmp_path, ca
         _one_line_error(capsys, main(argv), "--out", "is empty")
     # --out is checked before the checkpoint is read: a bad --out with a bad checkpoint names --out
     _one_line_error(capsys, main(["predict", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path)]),
-                    f"--out {tmp_path} is a directory")
+                    f"--out: {tmp_path} is a directory")
 
 
 def test_predict_out_in_a_folder_it_cannot_write_names_out(tutorial_run, tmp_path, capsys, monkeypatch):

@@ -223,25 +223,30 @@ def _out_dir(out: str | None) -> tuple[Path, bool]:
 def _out_file(out: str | None) -> Path | None:
     """predict's ``--out`` checked before the checkpoint is read: None (or '-') is standard
     output; otherwise a file name in an existing folder where files can be written."""
-    import tempfile
+    from . import experiment as E
 
     if out is None or out == "-":
         return None
     if not out.strip():
         raise UsageError(f"--out {out!r} is empty; give a file name, or - for standard output")
-    path = Path(out)
-    if path.is_dir():
-        raise UsageError(f"--out {out} is a directory; give a file name")
-    if not path.parent.is_dir():
-        raise UsageError(f"--out {out}: folder {path.parent} does not exist")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".torchrnn-write-test.", dir=path.parent)
+        path = E.file_to_write(out)
+    except ValueError as exc:
+        raise UsageError(f"--out: {exc}") from None
+    _check_can_write_in(path.parent, f"--out {out}: cannot write files in folder {path.parent}")
+    return path
+
+
+def _check_can_write_in(folder: Path, what: str) -> None:
+    """Create and remove a file in ``folder``; a UsageError ``what (reason)`` if that fails."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".torchrnn-write-test.", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise UsageError(f"--out {out}: cannot write files in folder {path.parent} "
-                         f"({exc.strerror or exc})") from None
-    return path
+        raise UsageError(f"{what} ({exc.strerror or exc})") from None
 
 
 def _create_out_dir(path: Path, fresh: bool, flag: str) -> tuple[Path, list[Path]]:
@@ -249,8 +254,6 @@ def _create_out_dir(path: Path, fresh: bool, flag: str) -> tuple[Path, list[Path
     any training: a folder found unusable only after the last epoch would lose the trained model.
     Returns the folder and the folders this call created (deepest first), to remove if the run
     fails before writing anything."""
-    import tempfile
-
     created = [p for p in (path, *path.parents) if not p.exists()]
     try:
         try:
@@ -277,12 +280,7 @@ def _create_out_dir(path: Path, fresh: bool, flag: str) -> tuple[Path, list[Path
             taken = [f for f in OUTPUT_FILES if (path / f).exists()]
             if taken:  # someone wrote there since _out_dir looked
                 raise UsageError(f"{flag} {path}: now holds {', '.join(taken)}; refusing to overwrite")
-        try:
-            fd, probe = tempfile.mkstemp(prefix=".torchrnn-write-test.", dir=path)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as exc:
-            raise UsageError(f"{flag} {path}: cannot write files in this folder ({exc.strerror or exc})") from None
+        _check_can_write_in(path, f"{flag} {path}: cannot write files in this folder")
     except BaseException:
         _remove_empty(created)
         raise

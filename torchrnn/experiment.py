@@ -207,15 +207,22 @@ def train_run(prep: Prepared, *, hidden_units: int | Sequence[int] = 3,
 
 # --------------------------------------------------------------------------- files
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
-    """Write ``path`` through ``write(file)`` into a temporary file in the same directory, then
-    ``os.replace`` it into place: a reader (or an interrupted run) sees the old file or the
-    complete new one, never half of one."""
+def file_to_write(path: str | os.PathLike) -> Path:
+    """``path`` as a file name :func:`atomic_write` can create: not a directory, in a folder that
+    exists; a ValueError naming it otherwise."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a directory; give a file name")
     if not path.parent.is_dir():
         raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
+    return path
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
+    """Write ``path`` through ``write(file)`` into a temporary file in the same directory, then
+    ``os.replace`` it into place: a reader (or an interrupted run) sees the old file or the
+    complete new one, never half of one."""
+    path = file_to_write(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:  # it names a random temporary name; the user gave `path`
