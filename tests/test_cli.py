@@ -715,6 +715,8 @@ def test_predict_out_and_checkpoint_paths_are_checked(tutorial_run, tmp_path, ca
     assert "does not exist" in capsys.readouterr().err
     assert main(["predict", "--checkpoint", str(run_dir)]) == 2
     assert "is a directory; give the model.pt file inside it" in capsys.readouterr().err
+    _one_line_error(capsys, main(["predict", "--checkpoint", ""]), "checkpoint path '' is empty")
+    _one_line_error(capsys, main(["predict", "--checkpoint", os.devnull]), f"{os.devnull} is a character device")
     # an empty --out once wrote into the current folder (train) or named '' in an OSError (predict)
     for argv in (["predict", "--checkpoint", str(ckpt), "--out", ""], ["train", "--out", " ", "--epochs", "1"]):
         _one_line_error(capsys, main(argv), "--out", "is empty")
@@ -745,6 +747,40 @@ def test_predict_out_in_a_folder_it_cannot_write_names_out(tutorial_run, tmp_pat
         assert ".tmp" not in lines[-1] and "random-temp-name" not in lines[-1] and not target.exists()
     finally:
         ro.chmod(0o755)
+
+
+def test_predict_out_never_replaces_a_device_or_pipe_and_writes_through_a_link(tutorial_run, tmp_path, capsys):
+    # predict --out /dev/full once replaced the device with the CSV (atomic_write's os.replace)
+    ckpt = tutorial_run[0] / "model.pt"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    _one_line_error(capsys, main(["predict", "--checkpoint", str(ckpt), "--out", str(fifo), "--quiet"]),
+                    f"{fifo} is a named pipe")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    null = Path(os.devnull)
+    before = null.stat()
+    _one_line_error(capsys, main(["predict", "--checkpoint", str(ckpt), "--out", os.devnull, "--quiet"]),
+                    f"{os.devnull} is a character device")
+    assert stat.S_ISCHR(null.stat().st_mode) and null.stat().st_rdev == before.st_rdev
+    target, link = tmp_path / "target.csv", tmp_path / "link.csv"
+    target.write_text("old\n")
+    link.symlink_to(target.name)
+    assert main(["predict", "--checkpoint", str(ckpt), "--out", str(link), "--quiet"]) == 0
+    assert link.is_symlink() and target.read_text().startswith("part,window,target_index")
+    long_name = tmp_path / ("a" * 300)
+    for argv in (["predict", "--checkpoint", str(ckpt), "--out", str(long_name)], ["train", "--out", str(long_name)]):
+        _one_line_error(capsys, main(argv), "--out", "File name too long")
+
+
+def test_a_non_finite_weight_is_refused_naming_the_tensor(tutorial_run, tmp_path, capsys):
+    ck = torch.load(tutorial_run[0] / "model.pt", weights_only=True)
+    ck["model_state"]["dense.weight"][0, 2] = float("nan")
+    nan_ckpt = tmp_path / "nan.pt"
+    E.save_checkpoint(nan_ckpt, ck)  # valid digests: the NaN was saved on purpose (or trained in)
+    with pytest.raises(E.CheckpointError,
+                       match=r"tensor dense.weight holds 1 non-finite value \(first nan at index \(0, 2\)\)"):
+        E.load_checkpoint(nan_ckpt)
+    _one_line_error(capsys, main(["predict", "--checkpoint", str(nan_ckpt), "--quiet"]), "dense.weight")
 
 
 def test_a_write_failing_midway_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):

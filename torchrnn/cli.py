@@ -211,7 +211,11 @@ def _out_dir(out: str | None) -> tuple[Path, bool]:
     if not out.strip():  # Path('') is the current folder
         raise UsageError(f"--out {out!r} is empty; give a folder name")
     path = Path(out)
-    if path.exists() and not path.is_dir():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:  # a name too long, a folder that cannot be searched
+        raise UsageError(f"--out {out}: {exc.strerror or exc}") from None
+    if exists and not is_dir:
         raise UsageError(f"--out {out}: exists and is not a folder")
     taken = [f for f in OUTPUT_FILES if (path / f).exists()]
     if taken:

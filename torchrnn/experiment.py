@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import pickle
+import stat
 import tempfile
 import time
 import zipfile
@@ -44,7 +45,7 @@ from . import __version__
 from . import data as D
 from .metrics import rmse_table
 from .model import RNNModel, create_rnn, create_rnn_from_config
-from .train import History, fit, predict
+from .train import History, _first_non_finite, fit, predict
 
 __all__ = ["Prepared", "Run", "CheckpointError", "prepare", "train_run", "report",
            "save_checkpoint", "load_checkpoint", "prepare_from_checkpoint", "atomic_write", "weights_digest",
@@ -207,14 +208,30 @@ def train_run(prep: Prepared, *, hidden_units: int | Sequence[int] = 3,
 
 # --------------------------------------------------------------------------- files
 
+def _kind(path: Path) -> str:
+    """What a path that is not a regular file is, for messages."""
+    mode = path.stat().st_mode
+    return ("a directory" if stat.S_ISDIR(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a named pipe" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+
+
 def file_to_write(path: str | os.PathLike) -> Path:
     """``path`` as a file name :func:`atomic_write` can create: not a directory, in a folder that
     exists; a ValueError naming it otherwise."""
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory; give a file name")
-    if not path.parent.is_dir():
-        raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
+    try:
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory; give a file name")
+        if path.is_symlink():  # write the file it names; replacing the link would leave that file stale
+            path = Path(os.path.realpath(path))
+        if path.exists() and not path.is_file():
+            # os.replace would put a regular file where a device or a pipe was (/dev/full, a FIFO)
+            raise ValueError(f"{path} is {_kind(path)}; give the name of a regular file")
+        if not path.parent.is_dir():
+            raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
+    except OSError as exc:  # a name too long, a loop of links, a folder that cannot be searched
+        raise ValueError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -369,6 +386,16 @@ def _check_windows(w: Any, model: RNNModel) -> None:
                          f"{w['time_steps']!r} of one value, ({w['time_steps']!r}, 1)")
 
 
+def _check_finite_weights(model: RNNModel) -> None:
+    """A NaN or an infinity in a weight (saved so, or edited in and re-hashed) makes every
+    forecast NaN; refuse it here, naming the tensor, not later in whatever meets the NaN first."""
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            count, idx, value = _first_non_finite(t)
+            raise ValueError(f"tensor {name} holds {count} non-finite value{'s' * (count != 1)} "
+                             f"(first {value!r} at index {idx})")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[RNNModel, dict]:
     """Rebuild the model a checkpoint describes and load its weights (``weights_only=True``).
 
@@ -377,11 +404,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     holds a weight tensor or an entry (scaler, windows, ...) that differs from the sha256
     recorded when it was saved.
     """
+    if not str(path).strip():  # Path('') would be the current folder
+        raise CheckpointError(f"checkpoint path {str(path)!r} is empty; give a model.pt file")
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a directory; give the model.pt file inside it")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path}: no such file")
+    try:
+        if path.is_dir():
+            raise CheckpointError(f"checkpoint {path} is a directory; give the model.pt file inside it")
+        if not path.exists():
+            raise CheckpointError(f"checkpoint {path}: no such file")
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} is {_kind(path)}, not a checkpoint file")
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc.strerror or exc}") from None
     if not zipfile.is_zipfile(path):
         # torch.save writes a zip archive; anything else (a truncated copy, a text file) would
         # otherwise surface as torch's long advice about weights_only.
@@ -415,6 +449,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             model.load_state_dict(ckpt["model_state"], strict=True)
         except RuntimeError as exc:  # its first line alone ("Error(s) in loading ...") names nothing
             raise ValueError(" ".join(str(exc).split())[:300]) from None
+        _check_finite_weights(model)
         D.scaler_from_dict(ckpt["scaler"])
         if not isinstance(ckpt["data"], dict):
             raise ValueError(f"data is a {type(ckpt['data']).__name__}, not a dict")
