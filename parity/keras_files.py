@@ -544,7 +544,7 @@ def spec_from_config(config: dict, *, source: str, keras_version: str | None, fm
     if hasattr(weights, "model_level_datasets") and weights.model_level_datasets():
         raise KerasFileError(f"{source}: model-level variables {weights.model_level_datasets()} belong to no "
                              f"layer; torchrnn cannot represent them")
-    return KerasModelSpec(layers=layers, input_shape=_input_shape(config, entries), source=source,
+    return KerasModelSpec(layers=layers, input_shape=_input_shape(config, entries, source), source=source,
                           keras_version=keras_version, format=fmt, backend=backend, model_class=model_class)
 
 
@@ -616,9 +616,11 @@ def _chain_order(entries: list, inner: dict, source: str) -> list:
     return order
 
 
-def _input_shape(config: dict, entries: list) -> tuple[int | None, int | None] | None:
+def _input_shape(config: dict, entries: list, source: str) -> tuple[int | None, int | None] | None:
     """(time_steps, features) from the config: an InputLayer's batch_shape (Keras 3) or
-    batch_input_shape (Keras 2), a first layer's batch_input_shape, or a build shape."""
+    batch_input_shape (Keras 2), a first layer's batch_input_shape, or a build shape, in that
+    order; every one of them the file gives must say the same (Keras builds the model from the
+    first and checks the weights against the others)."""
     candidates = []
     for cls, _, cfg, raw in entries:
         if cls == "InputLayer":
@@ -634,10 +636,12 @@ def _input_shape(config: dict, entries: list) -> tuple[int | None, int | None] |
     if isinstance(inner, dict):
         candidates.append(inner.get("build_input_shape"))
     candidates.append((config.get("build_config") or {}).get("input_shape"))
-    for shape in candidates:
-        if isinstance(shape, list) and len(shape) == 3:
-            return (shape[1], shape[2])
-    for shape in candidates:                  # e.g. a 2-D shape: report it as found
-        if isinstance(shape, list) and shape:
-            return tuple(shape[1:])  # type: ignore[return-value]
-    return None
+    shapes = [list(shape) for shape in candidates if isinstance(shape, list) and shape]
+    if not shapes:
+        return None
+    for other in shapes[1:] if len(shapes[0]) == 3 else ():  # (not 3-D: refused as such below)
+        if other[1:] != shapes[0][1:]:
+            raise KerasFileError(f"{source}: the config gives two input shapes, {shapes[0]} and {other}; "
+                                 f"Keras cannot build this model")
+    # the first as found, of whatever length: model_config refuses one that is not (batch, steps, features)
+    return tuple(shapes[0][1:])  # type: ignore[return-value]

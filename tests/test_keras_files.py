@@ -370,6 +370,24 @@ def test_unroll_and_dropout_options_are_accepted(tmp_path):
     assert_close(load_keras(path).predict(data["x"]), data["y_keras3"], atol=KERAS_FILE_ATOL, name="unroll/dropout")
 
 
+@pytest.mark.parametrize("batch_shape, needle", [
+    # a 4-D input once loaded as (3, 1) from the build shape and torchrnn-parity said PARITY;
+    # Keras itself refuses the file
+    ([None, 3, 1, 1], r"the model's input shape is \(None, 3, 1, 1\); a SimpleRNN model takes"),
+    ([None, 3, 2], r"the config gives two input shapes, \[None, 3, 2\] and \[None, 3, 1\]"),
+])
+def test_an_input_shape_keras_cannot_build_is_refused(tmp_path, batch_shape, needle):
+    path = copy(tmp_path, "demo_tanh.keras")
+
+    def edit(cfg):
+        cfg["config"]["layers"][0]["config"]["batch_shape"] = batch_shape
+        return cfg
+
+    rewrite_keras_zip(path, config=edit)
+    with pytest.raises(KerasFileError, match=needle):
+        load_keras(path)
+
+
 def _set_h5_config(path: Path, edit) -> None:
     with h5py.File(path, "r+") as h5:
         h5.attrs["model_config"] = json.dumps(edit(json.loads(h5.attrs["model_config"])))
