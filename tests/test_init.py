@@ -84,8 +84,11 @@ def test_seeded_model_leaves_torch_global_generator_alone():
     (True, "seed must be an integer or None, got True"),
     (np.bool_(False), "seed must be an integer or None, got"),
     ("a", "seed must be an integer or None, got 'a'"),
-    (2**70, f"seed must be an integer from -2**63 to 2**64 - 1 (torch's seed range), got {2**70}"),
-    (-2**63 - 1, f"got {-2**63 - 1}"),
+    (2**70, f"seed must be an integer from 0 to 2**32 - 1 (torch's CPU generator keeps 32 bits of a seed), "
+            f"got {2**70}"),
+    (2**32, f"got {2**32}"),  # torch would give seed 0's run
+    (-1, "got -1"),           # torch would give seed 2**32 - 1's run
+
 ])
 def test_create_rnn_and_fit_refuse_seeds_they_would_truncate_or_overflow(seed, needle):
     # create_rnn(seed=1.5) used to build the seed-1 model silently, while fit refused 1.5.
@@ -97,7 +100,13 @@ def test_create_rnn_and_fit_refuse_seeds_they_would_truncate_or_overflow(seed, n
     assert needle in str(info.value)
 
 
-def test_seeds_at_the_ends_of_torch_range_and_numpy_integers_work():
-    for seed in (-2**63, 2**64 - 1, np.int64(5)):
-        assert create_rnn(2, 1, (3, 1), seed=seed).config.seed == int(seed)
-    assert torchrnn.init.SEED_RANGE == cli.SEED_RANGE
+def test_seeds_at_the_ends_of_the_range_and_numpy_integers_work_and_differ():
+    weights = {}
+    for seed in (0, 2**32 - 1, np.int64(5), np.uint32(2**32 - 2)):
+        m = create_rnn(2, 1, (3, 1), seed=seed)
+        assert m.config.seed == int(seed)
+        weights[int(seed)] = np.concatenate([w.ravel() for w in m.get_weights()])
+    # every seed taken gives a model of its own (2**32 used to give seed 0's)
+    vs = list(weights.values())
+    assert all(not np.array_equal(a, b) for i, a in enumerate(vs) for b in vs[i + 1:])
+    assert torchrnn.init.SEED_RANGE == cli.SEED_RANGE and torchrnn.init.SEED_RANGE_TEXT == cli.SEED_RANGE_TEXT

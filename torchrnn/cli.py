@@ -65,10 +65,10 @@ def _number(parse, expected: str, ok=None):
 _positive_int = _number(int, "a positive integer", lambda v: v >= 1)
 _positive_float = _number(float, "a positive finite number", lambda v: math.isfinite(v) and v > 0)
 _fraction = _number(float, "a number strictly between 0 and 1", lambda v: 0 < v < 1)
-# torchrnn.init.SEED_RANGE (torch.Generator.manual_seed's), written out: importing it would load torch
-SEED_RANGE = (-2**63, 2**64 - 1)
-_seed = _number(int, "an integer from -2**63 to 2**64 - 1 (torch's seed range)",
-                lambda v: SEED_RANGE[0] <= v <= SEED_RANGE[1])
+# torchrnn.init.SEED_RANGE and its text, written out: importing it would load torch
+SEED_RANGE = (0, 2**32 - 1)
+SEED_RANGE_TEXT = "an integer from 0 to 2**32 - 1 (torch's CPU generator keeps 32 bits of a seed)"
+_seed = _number(int, SEED_RANGE_TEXT, lambda v: SEED_RANGE[0] <= v <= SEED_RANGE[1])
 # torch starts the threads it is given: 20000 fail in libgomp and 100000 segfault, so the count
 # is bounded well above any useful value (a few per core) but far below those.
 MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))

@@ -40,18 +40,23 @@ def orthogonal(shape: tuple[int, int], generator: torch.Generator | None = None,
     return (gain * q[:rows, :cols]).to(dtype)
 
 
-SEED_RANGE = (-2**63, 2**64 - 1)  # what torch.Generator.manual_seed takes
+# torch.Generator.manual_seed takes -2**63 to 2**64 - 1, but the CPU generator (mt19937) keeps
+# the low 32 bits: seeds 2**32 apart, or -1 and 2**64 - 1, gave the very same run. So only the
+# seeds that give runs of their own are taken.
+SEED_RANGE = (0, 2**32 - 1)
+SEED_RANGE_TEXT = "an integer from 0 to 2**32 - 1 (torch's CPU generator keeps 32 bits of a seed)"
 
 
 def check_seed(seed, name: str = "seed") -> int | None:
     """``seed`` as an int, or None; refuses what would otherwise be silently truncated (1.5 -> 1,
-    True -> 1) or fail inside torch without naming the seed ('Overflow when unpacking long long')."""
+    True -> 1, 2**32 -> 0 in torch's generator) or fail inside torch without naming the seed
+    ('Overflow when unpacking long long')."""
     if seed is None:
         return None
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"{name} must be an integer or None, got {seed!r}")
     if not SEED_RANGE[0] <= int(seed) <= SEED_RANGE[1]:
-        raise ValueError(f"{name} must be an integer from -2**63 to 2**64 - 1 (torch's seed range), got {seed!r}")
+        raise ValueError(f"{name} must be {SEED_RANGE_TEXT}, got {seed!r}")
     return int(seed)
 
 
