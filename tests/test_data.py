@@ -210,6 +210,125 @@ def test_column_by_name_and_index(tmp_path):
         D.load_series(path, column=-1)
 
 
+# --------------------------------------------------------------------------- month labels
+
+def embedded_rows() -> list[str]:
+    """The embedded file's data rows ('1749-01,58.0', ...); data row r is rows[r - 1], line r + 1."""
+    return embedded_path().read_text().splitlines()[1:]
+
+
+def month_csv(rows: list[str], quoted: bool) -> str:
+    """Rows as the embedded file writes them (LF), or as the tutorial's download (quoted, CRLF, no final newline)."""
+    if not quoted:
+        return "\n".join(["Month,Sunspots", *rows]) + "\n"
+    return "\r\n".join([K7_HEADER, *(f'"{r.split(",")[0]}",{r.split(",")[1]}' for r in rows)])
+
+
+def refused(tmp_path, text: str) -> tuple[Path, str]:
+    path = write(tmp_path, text)
+    with pytest.raises(D.DataError) as err:
+        D.load_series(path)
+    return path, str(err.value)
+
+
+RULE = "the months must be consecutive, one row per month, in increasing order"
+
+
+def test_embedded_rows_are_what_the_month_tests_edit():
+    rows = embedded_rows()
+    assert len(rows) == 2820 and rows[12] == "1750-01,73.3" and rows[13].startswith("1750-02,")
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["unquoted-LF", "quoted-CRLF"])
+def test_consecutive_months_load_quoted_or_not(tmp_path, quoted):
+    v = D.load_series(write(tmp_path, month_csv(embedded_rows(), quoted)))
+    np.testing.assert_array_equal(v, D.load_series())
+    assert v.shape == (2820,)
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["unquoted-LF", "quoted-CRLF"])
+def test_duplicated_row_is_refused(tmp_path, quoted):
+    rows = embedded_rows()
+    rows.insert(13, rows[12])  # 1750-01 (data row 13) twice: the copy is data row 14, line 15
+    path, msg = refused(tmp_path, month_csv(rows, quoted))
+    assert msg == (f"{path}: data row 14 (line 15), column 'Month': month 1750-01 repeats "
+                   f"(the row before is also 1750-01); {RULE}")
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["unquoted-LF", "quoted-CRLF"])
+def test_deleted_row_is_refused(tmp_path, quoted):
+    rows = embedded_rows()
+    del rows[13]  # 1750-02 lost: 1750-03 becomes data row 14, line 15
+    path, msg = refused(tmp_path, month_csv(rows, quoted))
+    assert msg == (f"{path}: data row 14 (line 15), column 'Month': month 1750-03 follows 1750-01: "
+                   f"1 month missing; {RULE}")
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["unquoted-LF", "quoted-CRLF"])
+def test_swapped_rows_are_refused_as_out_of_order(tmp_path, quoted):
+    rows = embedded_rows()
+    rows[13], rows[14] = rows[14], rows[13]  # data rows 14, 15: 1750-03 then 1750-02
+    path, msg = refused(tmp_path, month_csv(rows, quoted))
+    assert msg == (f"{path}: data row 15 (line 16), column 'Month': month 1750-02 comes after 1750-03 "
+                   f"(out of order); {RULE}")
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["unquoted-LF", "quoted-CRLF"])
+def test_month_13_is_refused(tmp_path, quoted):
+    rows = embedded_rows()
+    assert rows[24].startswith("1751-01,")
+    rows[24] = "1750-13," + rows[24].split(",")[1]  # data row 25, line 26, after 1750-12
+    path, msg = refused(tmp_path, month_csv(rows, quoted))
+    assert msg == (f"{path}: data row 25 (line 26), column 'Month': month 1750-13 follows 1750-12: "
+                   f"there is no month 13; months are 01 to 12")
+
+
+def test_month_00_in_the_first_row_and_gap_over_a_year_end(tmp_path):
+    path, msg = refused(tmp_path, "Month,Sunspots\n1749-00,1\n1749-01,2\n")
+    assert msg == (f"{path}: data row 1 (line 2), column 'Month': month 1749-00: "
+                   f"there is no month 00; months are 01 to 12")
+    path, msg = refused(tmp_path, "Month,Sunspots\n1749-11,1\n1750-02,2\n")
+    assert msg == (f"{path}: data row 2 (line 3), column 'Month': month 1750-02 follows 1749-11: "
+                   f"2 months missing; {RULE}")
+
+
+def test_month_message_counts_lines_like_the_other_messages(tmp_path):
+    # Two blank lines before the header: data row r is then line r + 3, as in the value messages.
+    path, msg = refused(tmp_path, "\n\nMonth,Sunspots\n1749-01,58.0\n1749-02,62.6\n1749-02,70.0\n")
+    assert msg.startswith(f"{path}: data row 3 (line 6), column 'Month': month 1749-02 repeats")
+
+
+def test_only_year_month_labels_are_checked(tmp_path):
+    # Days (even repeated or backwards), plain numbers, names, and a column that is not all
+    # YYYY-MM load as before: the check applies only to a column of year-months.
+    for text in ["Date,Value\n1749-01-15,1\n1749-01-15,2\n1749-01-01,3\n",
+                 "Step,Value\n3,1\n1,2\n1,3\n",
+                 "Month,Value\nm0,1\nm0,2\n",
+                 "Month,Value\n1749-01,1\n1749-03,2\nlater,3\n",
+                 "Month,Value\n1749-01,1\n1749-3,2\n"]:
+        assert D.load_series(write(tmp_path, text)).tolist() == [1.0, 2.0, 3.0][:text.count("\n") - 1]
+    # one-column mode: the first column is the values column itself
+    assert D.load_series(write(tmp_path, "Sunspots\n58.0\n58.0\n"), column=0).tolist() == [58.0, 58.0]
+    # another column of a year-month file is still read after its month labels are checked
+    path = write(tmp_path, "Month,A,B\n1749-01,1,10\n1749-02,2,20\n")
+    assert D.load_series(path, column="B").tolist() == [10.0, 20.0]
+    with pytest.raises(D.DataError, match=r"data row 2 \(line 3\), column 'Month': month 1749-01 repeats"):
+        D.load_series(write(tmp_path, "Month,A,B\n1749-01,1,10\n1749-01,2,20\n"), column=2)
+
+
+def test_month_check_is_fast_on_16000_rows():
+    labels = [f"{1000 + i // 12}-{i % 12 + 1:02d}" for i in range(16000)]
+    lines = list(range(2, 16002))
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        D._check_months(labels, lines, "x", "Month")
+        best = min(best, time.perf_counter() - start)
+    assert best < 0.05
+    with pytest.raises(D.DataError, match=r"^x: data row 16000 \(line 16001\), column 'Month': month 2333-03 repeats"):
+        D._check_months(labels[:-1] + [labels[-2]], lines, "x", "Month")
+
+
 def test_utf8_bom_is_accepted(tmp_path):
     path = tmp_path / "bom.csv"
     path.write_bytes(b"\xef\xbb\xbfMonth,Sunspots\r\n1749-01,58.0\r\n")

@@ -24,7 +24,15 @@ Loading (``load_series`` / ``read_series``)
     a blank line between data rows (a lost value would shift every later one),
     a header with fewer than two fields when the default column is used, a
     first line that looks like data instead of a header, and a file without
-    data rows. Nothing is dropped or filled silently: the tutorial's pandas
+    data rows. When every label in the first column is a year-month ``YYYY-MM``
+    (quoted or not, as in the embedded file and the tutorial's download), the
+    months must be consecutive, one row per month, in increasing order: a
+    repeated, missing or out-of-order month, or a month number outside 01..12,
+    is refused naming the data row, its line, the month and the one before it
+    (a lost or doubled row would shift every later window by a month). Labels
+    of any other form (days such as ``1749-01-15``, plain numbers, names) are
+    not checked, nor is the first column when it is the values column
+    (``column=0``). Nothing is dropped or filled silently: the tutorial's pandas
     call turns a trailing note into NaN, and ``MinMaxScaler`` ignores NaN
     while fitting, so the error would surface only as a NaN loss.
 
@@ -115,6 +123,8 @@ _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 # What pandas reads as NaN by default (its na_values), lower-cased.
 _MISSING = {"nan", "-nan", "na", "n/a", "#n/a", "#n/a n/a", "#na", "-1.#ind", "1.#ind", "-1.#qnan",
             "1.#qnan", "null", "none", "<na>"}
+# A year-month label such as 1749-01 (ASCII digits only: \d would also take other scripts' digits).
+_YEAR_MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -208,6 +218,8 @@ def _parse_csv(text: str, label: str, column: int | str) -> tuple[np.ndarray, st
     header = None
     col = None
     values: list[float] = []
+    labels: list[str] = []  # the first column, for _check_months
+    lines: list[int] = []  # the file line of each data row, for its messages
     row = 0
     blank = None  # the first blank line after a data row, until another data row shows it is inside
     for fields in reader:
@@ -235,9 +247,55 @@ def _parse_csv(text: str, label: str, column: int | str) -> tuple[np.ndarray, st
                             f"like the header, found {len(fields)}: {_show(fields)}")
         where = f"{label}: data row {row} (line {line})"
         values.append(_number(fields[col], f"{where}, column {header[col].strip()!r}"))
+        labels.append(fields[0])
+        lines.append(line)
     if not values:
         raise DataError(f"{label}: no data: only a header line ({_show(header)}), no data rows")
+    if col != 0:  # with column 0 the first column is the values themselves, not labels
+        _check_months(labels, lines, label, header[0].strip())
     return np.asarray(values, dtype=np.float64), header[col].strip()
+
+
+def _check_months(labels: list[str], lines: list[int], label: str, name: str) -> None:
+    """If every label is a year-month YYYY-MM, the months must run one row per month, in order.
+
+    A repeated, lost or swapped row would otherwise shift every later window by a month
+    without any error. Labels of any other form (days, numbers, names) are not checked.
+    """
+    labels = [s.strip() for s in labels]
+    if not all(map(_YEAR_MONTH.fullmatch, labels)):
+        return
+    # Every label is 7 ASCII characters 'YYYY-MM': read the digits as one (n, 7) byte array.
+    d = np.frombuffer("".join(labels).encode("ascii"), dtype=np.uint8).reshape(-1, 7).astype(np.int64) - 48
+    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
+    month = d[:, 5] * 10 + d[:, 6]
+
+    def fail(i: int, what: str, rule: str = "the months must be consecutive, one row per month, "
+                                                "in increasing order") -> None:
+        raise DataError(f"{label}: data row {i + 1} (line {lines[i]}), column {name!r}: {what}; {rule}")
+
+    bad = np.flatnonzero((month < 1) | (month > 12))
+    if bad.size:
+        i = int(bad[0])
+        after = f" follows {labels[i - 1]}" if i else ""
+        fail(i, f"month {labels[i]}{after}: there is no month {labels[i][5:]}", "months are 01 to 12")
+    index = year * 12 + (month - 1)
+    step = np.diff(index)
+    off = np.flatnonzero(step != 1)
+    if not off.size:
+        return
+    k = int(off[0])
+    if step[k] > 1 and index[k + 2:].size and index[k + 2:].min() < index[k + 1]:
+        # The 'missing' months come later: rows out of order (e.g. two swapped), not a gap.
+        k = int(np.flatnonzero(step[k:] < 1)[0]) + k
+    i = k + 1  # the offending row; i - 1 is the one before it
+    cur, prev = labels[i], labels[i - 1]
+    if step[k] > 1:
+        n = int(step[k]) - 1
+        fail(i, f"month {cur} follows {prev}: {n} month{'s' * (n != 1)} missing")
+    if step[k] == 0:
+        fail(i, f"month {cur} repeats (the row before is also {prev})")
+    fail(i, f"month {cur} comes after {prev} (out of order)")
 
 
 def _column_index(header: list[str], column: int | str, label: str) -> int:
