@@ -623,3 +623,24 @@ def test_bound_gradients_tell_who_received_one():
         assert_close(opt.state[a]["m"], m_before, atol=0.0, name="moments of a parameter without a gradient")
     finally:
         session.close()
+
+
+def test_fit_and_predict_read_inputs_as_the_model_does_and_name_the_whole_shape():
+    # torchrnn.predict and fit refused the 2-D (N, L) array that model.predict reads as
+    # (N, L, 1), and a wrong shape was reported as one batch of it: "got (1, 12)"
+    rng = np.random.default_rng(3)
+    X, y = rng.uniform(-1, 1, (20, 12)), rng.uniform(-1, 1, (20, 1))
+    m2, m3 = create_rnn(3, 1, (12, 1), seed=1), create_rnn(3, 1, (12, 1), seed=1)
+    fit(m2, X, y, epochs=2, seed=0)
+    fit(m3, X[..., None], y, epochs=2, seed=0)
+    for a, b in zip(m2.get_weights(), m3.get_weights()):
+        assert np.array_equal(a, b)
+    assert np.array_equal(predict(m2, X), m2.predict(X[..., None]))
+    with pytest.raises(ValueError, match=r"^expected input of shape \(batch, 12, 1\), got \(20, 5, 1\)"):
+        fit(m2, X[:, :5, None], y, epochs=1)
+    with pytest.raises(ValueError, match=r"expected X of shape \(batch, 3, 2\), got \(20, 12\) \(a 2-D"):
+        predict(create_rnn(3, 1, (3, 2), seed=0), X)
+    states = m2.hidden_states(X[:4])  # an array, as predict takes it
+    assert [tuple(s.shape) for s in states] == [(4, 12, 3)]
+    assert_close(states[0][:, -1].detach().numpy(), m2.hidden_states(torch.tensor(X[:4, :, None],
+                 dtype=torch.float32))[0][:, -1].detach().numpy(), atol=0.0, name="hidden_states(array)")

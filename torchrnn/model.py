@@ -197,8 +197,12 @@ class RNNModel(nn.Module):
             raise ValueError(f"input dtype {x.dtype} does not match the model's {dtype}; "
                              f"convert it (x.to({dtype})) or use model.predict, which does")
 
-    def hidden_states(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every RNN layer's full state sequence ``(N, L, H)``, in processing order, for parity reports."""
+    def hidden_states(self, x: Any) -> list[torch.Tensor]:
+        """Every RNN layer's full state sequence ``(N, L, H)``, in processing order, for parity
+        reports. ``x``: a tensor as :meth:`forward` takes it, or an array-like as :meth:`predict`
+        takes it (see :meth:`as_input`)."""
+        if not isinstance(x, torch.Tensor):
+            x = self.as_input(x)
         self._check_input(x)
         states = []
         for layer in self.rnn:
@@ -277,19 +281,20 @@ class RNNModel(nn.Module):
 
     # ---- NumPy convenience ---------------------------------------------------------------
 
-    def as_input(self, x: Any) -> torch.Tensor:
+    def as_input(self, x: Any, name: str = "input") -> torch.Tensor:
         """Validate an array-like and return it as a ``(N, L, F)`` tensor on the model's device/dtype.
 
         A 2-D ``(N, L)`` array is read as ``(N, L, 1)`` only when the model has one feature; any
         other rank or a feature count that does not fit is refused, never broadcast. An array
         already in the model's dtype (float32 NumPy for a float32 model on the CPU) is not copied:
         the tensor shares its memory. Other input is cast once, then checked for values the
-        model's dtype cannot hold (float64 1e39 is infinite in float32).
+        model's dtype cannot hold (float64 1e39 is infinite in float32). ``name`` is what the
+        messages call it (``fit`` and ``predict`` say ``X``).
         """
         from .train import _cast_or_refuse, _numeric_tensor
 
         p = next(self.parameters())
-        arr = _numeric_tensor(x, "input")
+        arr = _numeric_tensor(x, name)
         steps, feats = self.config.input_shape
         want = f"(batch, {steps if steps is not None else 'time_steps'}, {feats})"
         given = tuple(arr.shape)
@@ -298,10 +303,10 @@ class RNNModel(nn.Module):
         elif arr.dim() != 3:
             hint = (" (a 2-D (batch, time_steps) array is accepted only for a one-feature model)"
                     if arr.dim() == 2 else "")
-            raise ValueError(f"expected input of shape {want}, got {tuple(arr.shape)}{hint}")
+            raise ValueError(f"expected {name} of shape {want}, got {tuple(arr.shape)}{hint}")
         if arr.shape[0] == 0:
-            raise ValueError(f"input is empty (shape {given}); need at least one sequence")
-        out = _cast_or_refuse(arr, "input", p.device, p.dtype)
+            raise ValueError(f"{name} is empty (shape {given}); need at least one sequence")
+        out = _cast_or_refuse(arr, name, p.device, p.dtype)
         try:
             self._check_input(out)
         except ValueError as e:

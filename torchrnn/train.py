@@ -516,6 +516,17 @@ def _as_tensor(a: Any, name: str, device: torch.device, dtype: torch.dtype) -> t
     return _cast_or_refuse(t, name, device, dtype).contiguous()
 
 
+def _model_input(model: nn.Module, X: Any, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``X`` for ``model``: through the model's own ``as_input`` where it has one (an
+    :class:`~torchrnn.RNNModel`: a 2-D ``(N, L)`` array read as ``(N, L, 1)`` as its ``predict``
+    reads it, a wrong shape named as the user gave it, not as one batch of it), else
+    :func:`_as_tensor`."""
+    take = getattr(model, "as_input", None)
+    if callable(take):
+        return take(X, name="X").contiguous()
+    return _as_tensor(X, "X", device, dtype)
+
+
 def _cast_or_refuse(t: torch.Tensor, name: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """:func:`_cast_checked`, raising ``ValueError`` naming the first bad value and its index."""
     out, problem = _cast_checked(t, device, dtype)
@@ -569,7 +580,7 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
     batch_size = _positive_int(batch_size, "batch_size")
     seed = check_seed(seed)
     device, dtype = _param_device_dtype(model)
-    Xt = _as_tensor(X, "X", device, dtype)
+    Xt = _model_input(model, X, device, dtype)
     yt = _as_tensor(y, "y", device, dtype)
     n = Xt.shape[0]
     if yt.shape[0] != n:
@@ -709,7 +720,7 @@ def predict(model: nn.Module, X: Any, batch_size: int | None = None) -> np.ndarr
     if batch_size is not None:
         batch_size = _positive_int(batch_size, "batch_size")
     device, dtype = _param_device_dtype(model)
-    return _predict_checked(model, _as_tensor(X, "X", device, dtype), batch_size)
+    return _predict_checked(model, _model_input(model, X, device, dtype), batch_size)
 
 
 def _predict_checked(model: nn.Module, Xt: torch.Tensor, batch_size: int | None) -> np.ndarray:
