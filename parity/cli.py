@@ -17,6 +17,11 @@ from .compare import FLOAT32_ATOL
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 
 
+DEFAULT_BATCH, DEFAULT_SEED = 8, 0
+# parity.check.DEFAULT_STEPS_IF_VARIABLE, written out: importing parity.check loads torch and --help must not
+DEFAULT_STEPS_IF_VARIABLE = 10
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="torchrnn-parity",
@@ -29,9 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_file", metavar="MODEL_FILE", help="a Keras model file: .keras or full-model .h5")
     p.add_argument("--input", metavar="X.npy", help="input array (N, time_steps, features) saved with numpy.save "
                    "(.npy only: not .npz, text or pickles); "
-                   "default: a seeded uniform(-1, 1) batch in the model's input shape")
-    p.add_argument("--batch", type=int, default=8, metavar="N", help="size of the default random batch (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the default random batch (default 0)")
+                   "default: a seeded uniform(-1, 1) batch in the model's input shape (of "
+                   f"{DEFAULT_STEPS_IF_VARIABLE} steps for a model whose number of steps is variable)")
+    p.add_argument("--batch", type=int, default=None, metavar="N",
+                   help=f"size of the default random batch (default {DEFAULT_BATCH}; not with --input)")
+    p.add_argument("--seed", type=int, default=None,
+                   help=f"seed of the default random batch (default {DEFAULT_SEED}; not with --input)")
     p.add_argument("--atol", type=float, default=FLOAT32_ATOL,
                    help=f"absolute tolerance (default {FLOAT32_ATOL:g}: float32 forward parity)")
     p.add_argument("--rtol", type=float, default=FLOAT32_ATOL, help=f"relative tolerance (default {FLOAT32_ATOL:g})")
@@ -75,6 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     from .keras_files import read_keras_file
 
     try:
+        if args.input is not None:
+            given = [flag for flag, v in (("--batch", args.batch), ("--seed", args.seed)) if v is not None]
+            if given:  # they shape the random batch that --input replaces: taking them would mislead
+                raise ValueError(f"{' and '.join(given)} {'sizes' if given == ['--batch'] else 'set'} the random "
+                                 f"batch; with --input {args.input} there is none (drop {' and '.join(given)})")
+            if not args.input.strip():
+                raise ValueError(f"--input {args.input!r} is empty; give a .npy file")
+        args.batch = DEFAULT_BATCH if args.batch is None else args.batch
+        args.seed = DEFAULT_SEED if args.seed is None else args.seed
         if args.batch < 1:
             raise ValueError(f"--batch must be at least 1, got {args.batch}")
         if args.seed < 0:  # NumPy's default_rng would say only "expected non-negative integer"
@@ -107,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"cannot read --input {path} as a .npy array (numpy.save): {e}") from None
             if x.dtype.kind not in "biuf":
                 raise ValueError(f"--input {path} holds {x.dtype} values; {takes}")
+            model.as_input(x, name=f"--input {path}")  # its shape and values, named as the user gave them
         keras_path = None
         if args.keras:
             import importlib.util

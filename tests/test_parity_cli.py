@@ -49,6 +49,14 @@ def test_given_input_file(tmp_path, capsys):
     (lambda d: [str(FIXTURES / "demo_tanh.keras"), "--input", str(d / "wrong.npy")], r"got (2, 5, 1)"),
     (lambda d: [str(FIXTURES / "demo_tanh.keras"), "--input", str(d / "nope.npy")], "cannot read --input"),
     (lambda d: [str(FIXTURES / "demo_tanh.keras"), "--batch", "0"], "--batch must be at least 1"),
+    # --batch and --seed with --input were ignored without a word
+    (lambda d: [str(FIXTURES / "demo_tanh.keras"), "--input", str(d / "nan.npy"), "--batch", "3"],
+     "--batch sizes the random batch; with --input "),
+    (lambda d: [str(FIXTURES / "demo_tanh.keras"), "--input", str(d / "nan.npy"), "--seed", "1", "--batch", "3"],
+     "--batch and --seed set the random batch"),
+    (lambda d: [str(FIXTURES / "demo_tanh.keras"), "--input", ""], "--input '' is empty; give a .npy file"),
+    (lambda d: [str(FIXTURES / "demo_tanh.keras"), "--input", str(d / "nan.npy")],
+     "nan.npy holds 1 non-finite value (first nan at index (1, 2, 0))"),
     (lambda d: [str(FIXTURES / "demo_tanh.keras"), "--seed", "-1"], "--seed must be a non-negative integer, got -1"),
     # 1e12 sequences: terabytes, refused before anything is allocated (the system could grant the
     # allocation and kill the process while filling it)
@@ -57,6 +65,9 @@ def test_given_input_file(tmp_path, capsys):
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, make_args, message):
     np.save(tmp_path / "wrong.npy", np.zeros((2, 5, 1)))
+    nan = np.zeros((2, 3, 1))
+    nan[1, 2, 0] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
     assert main(make_args(tmp_path)) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err.startswith("torchrnn-parity: error:") and message in err and "Traceback" not in err
@@ -107,7 +118,7 @@ def test_bad_tolerances_are_bad_input_not_a_mismatch(flags, message, capsys):
 def test_empty_input_is_refused_not_a_vacuous_pass(tmp_path, capsys):
     np.save(tmp_path / "empty.npy", np.zeros((0, 3, 1)))
     assert main([str(FIXTURES / "demo_tanh.keras"), "--input", str(tmp_path / "empty.npy")]) == EXIT_BAD_INPUT
-    assert "input is empty (shape (0, 3, 1))" in capsys.readouterr().err
+    assert f"--input {tmp_path / 'empty.npy'} is empty (shape (0, 3, 1))" in capsys.readouterr().err
 
 
 def test_keras_that_cannot_read_a_keras2_file_is_a_note_and_exit_2(capsys):
@@ -192,3 +203,14 @@ def test_input_in_another_format_says_which_format_input_takes(tmp_path, capsys,
     err = capsys.readouterr().err
     assert f"--input {path} {needle}" in err
     assert "--input takes one numeric array saved with numpy.save (.npy)" in err and len(err.splitlines()) == 1
+
+
+def test_help_says_the_steps_of_a_variable_length_model_as_check_uses_them(capsys):
+    from parity import cli
+    from parity.check import DEFAULT_STEPS_IF_VARIABLE
+
+    assert cli.DEFAULT_STEPS_IF_VARIABLE == DEFAULT_STEPS_IF_VARIABLE
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert f"of {DEFAULT_STEPS_IF_VARIABLE} steps for a model whose number of steps is variable" in \
+        " ".join(capsys.readouterr().out.split())
