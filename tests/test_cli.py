@@ -610,6 +610,31 @@ def test_interrupt_during_training_exits_130_without_files(tmp_path, capsys, mon
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_sigterm_during_training_exits_143_and_leaves_no_folder(tmp_path):
+    # `timeout` or `kill` once left an empty output folder behind (only Ctrl-C cleaned up)
+    import signal
+    import threading
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "torchrnn.cli", "train", "--epochs", "100000", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    guard = threading.Timer(120, proc.kill)  # never hang the suite: a killed run fails the asserts below
+    guard.start()
+    try:
+        for line in proc.stderr:  # not a terminal: one line per epoch
+            if line.startswith("Epoch 2/"):
+                break
+        assert out.is_dir(), "the folder is made before training"
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        guard.cancel()
+        proc.kill()
+    assert "torchrnn: terminated" in rest and "Traceback" not in rest
+    assert not out.exists()
+
+
 def test_interrupt_while_saving_leaves_no_half_checkpoint(tmp_path, capsys, monkeypatch):
     def torn_save(obj, f, *a, **k):
         f.write(b"PK\x03\x04 half a checkpoint")

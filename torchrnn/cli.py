@@ -478,15 +478,32 @@ def _memory_error(args: argparse.Namespace, exc: BaseException) -> str:
     return f"out of memory{asked} with {sizes}; try smaller values"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a job scheduler), raised where the process is, so that a run
+    stopped this way cleans up as Ctrl-C does: no half-written file, no empty output folder."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    import signal
+    import threading
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed usage and the error (or the help)
         return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return args.handler(args)
+    except Terminated:
+        print("torchrnn: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("torchrnn: interrupted", file=sys.stderr)
         return 130
@@ -498,6 +515,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"torchrnn {args.command}: error: {_memory_error(args, exc)}", file=sys.stderr)
         return 2
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
