@@ -333,3 +333,23 @@ def test_default_chunks_equal_one_batch(monkeypatch, kwargs):
     assert_close(explicit, whole, atol=FLOAT32_ATOL, name="batch size 999 vs one batch")
     assert_close(whole, numpy_forward(m.get_weights(), x.astype(np.float64), config=m.config),
                  atol=float32_atol_for(m, x), name="one batch vs the NumPy referee")
+
+
+def test_a_bare_simple_rnn_takes_its_activation_alone_and_gives_its_last_state():
+    # the README's no-Dense route: create_rnn(units, None, shape, "tanh") once failed with
+    # "activation must be a pair"; its predict is the last of hidden_states, by the hand computation
+    x = np.random.default_rng(7).uniform(-1, 1, (2, 3, 4))
+    for act in ("tanh", ("tanh",), ["tanh"]):
+        m = create_rnn(4, None, (3, 4), act, seed=3)
+        assert m.config.activation == (("tanh",), "linear") and m.count_params() == 4 * 4 + 4 * 4 + 4
+        out = m.predict(x)
+        states = m.hidden_states(x)[0].detach().numpy()
+        wx, wh, b = (w.astype(np.float64) for w in m.get_weights())
+        h = np.zeros((2, 4))
+        for t in range(3):
+            h = np.tanh(x[:, t] @ wx + h @ wh + b)
+            assert_close(states[:, t], h, atol=FLOAT32_ATOL, name=f"h{t + 1}")
+        assert out.shape == (2, 4)
+        assert_close(out, states[:, -1], atol=FLOAT32_ATOL, name="predict = last state")  # other kernels: ulps
+    with pytest.raises(ValueError, match=r"activation must be a pair \(rnn, dense\), got 'tanh' \(one name alone"):
+        create_rnn(4, 1, (3, 4), "tanh")

@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="series to predict, same format as for train; default: the data the "
                         "checkpoint was trained on (as recorded in it)")
     p.add_argument("--out", metavar="FILE.csv", default=None,
-                   help="CSV file to write (replaced atomically if it exists); default: standard output")
+                   help="CSV file to write (replaced atomically if it exists; never a device or a pipe); "
+                        "default, or -: standard output")
     p.add_argument("--whole", action="store_true",
                    help="cut windows from the whole series (part 'all') instead of the checkpoint's "
                         "train/test split")

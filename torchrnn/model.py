@@ -101,8 +101,13 @@ class RNNConfig:
         steps = _positive_int(self.input_shape[0], "input_shape[0] (time_steps)", allow_none=True)
         feats = _positive_int(self.input_shape[1], "input_shape[1] (features)")
         act = self.activation
+        if self.dense_units is None and (isinstance(act, str) or (isinstance(act, (list, tuple)) and len(act) == 1)):
+            # no Dense: the RNN's activation alone (Keras's bare SimpleRNN(units, activation))
+            act = (act if isinstance(act, str) else act[0], "linear")
         if isinstance(act, str) or act is None or len(act) != 2:
-            raise ValueError(f"activation must be a pair (rnn, dense), got {act!r}")
+            raise ValueError(f"activation must be a pair (rnn, dense), got {act!r}"
+                             + ("" if self.dense_units is None else
+                                " (one name alone is taken only with dense_units=None, no Dense)"))
         rnn_act = _per_layer(act[0], n, "activation[0]", str)
         dense_act = _act.canonical_name(act[1])
         for name in ("dense_use_bias", "return_sequences"):
@@ -372,7 +377,8 @@ def create_rnn(hidden_units: int | Sequence[int], dense_units: int | None, input
 
     ``hidden_units`` may be a list (stacked SimpleRNN layers); ``activation = (rnn, dense)`` where
     ``rnn`` may be one name per layer; ``use_bias`` and ``go_backwards`` may be per layer;
-    ``dense_units=None`` leaves the Dense out; ``seed`` makes the Keras initialisers repeatable.
+    ``dense_units=None`` leaves the Dense out (then ``activation`` may be the RNN's alone, e.g.
+    ``"tanh"``); ``seed`` makes the Keras initialisers repeatable.
     """
     return RNNModel(RNNConfig(
         hidden_units=tuple(hidden_units) if isinstance(hidden_units, (list, tuple)) else hidden_units,
