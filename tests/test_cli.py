@@ -595,15 +595,18 @@ def test_interrupt_during_training_exits_130_without_files(tmp_path, capsys, mon
     import torchrnn.train as T
 
     calls = {"n": 0}
-    real_step = T.KerasAdam._step  # what fit calls, with or without torch.optim's step wrapper
 
-    def step(self):
-        calls["n"] += 1
-        if calls["n"] == 100:
-            raise KeyboardInterrupt
-        return real_step(self)
+    def interrupting(real):
+        def step(self):
+            calls["n"] += 1
+            if calls["n"] == 100:
+                raise KeyboardInterrupt
+            return real(self)
+        return step
 
-    monkeypatch.setattr(T.KerasAdam, "_step", step)
+    # what fit calls: _step (with or without torch.optim's wrapper), _bound_step after a NumPy step
+    for name in ("_step", "_bound_step"):
+        monkeypatch.setattr(T.KerasAdam, name, interrupting(getattr(T.KerasAdam, name)))
     out = tmp_path / "run"
     assert main(["train", "--epochs", "2", "--out", str(out), "--quiet"]) == 130
     assert "interrupted" in capsys.readouterr().err

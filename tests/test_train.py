@@ -302,8 +302,12 @@ def test_a_broadcasting_loss_in_fit_fails_the_suite(sunspots, monkeypatch):
 
     monkeypatch.setattr(T, "_check_pair", lambda *args: None)
     Xtr, ytr = sunspots[0][:10], sunspots[1][:10]
+    monkeypatch.setattr(T, "_NUMPY_FIT", False)  # torch's loss, and its warning
     with pytest.raises(UserWarning, match="broadcast"):
         fit(create_rnn(3, 1, (12, 1), seed=0), Xtr, ytr[:, :, None], epochs=1)  # (N, 1, 1) against (N, 1)
+    monkeypatch.setattr(T, "_NUMPY_FIT", True)  # the NumPy step has a guard of its own
+    with pytest.raises(ValueError, match=r"output has shape \(1, 1\) but the targets have shape \(1, 1, 1\)"):
+        fit(create_rnn(3, 1, (12, 1), seed=0), Xtr, ytr[:, :, None], epochs=1)
 
 
 def test_fit_refuses_a_target_shape_that_would_broadcast(sunspots):
@@ -526,7 +530,10 @@ def _fit_both_ways(make, X, y, **kw):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_bound_buffers_train_bit_for_bit_like_the_plain_optimizer(sunspots, dtype):
+def test_bound_buffers_train_bit_for_bit_like_the_plain_optimizer(sunspots, dtype, monkeypatch):
+    import torchrnn.train as T
+
+    monkeypatch.setattr(T, "_NUMPY_FIT", False)  # the bound buffers of the torch path (the NumPy step: below)
     Xtr, ytr = sunspots[0][:40], sunspots[1][:40]
     (a, ha), (b, hb) = _fit_both_ways(lambda: create_rnn(3, 1, (12, 1), seed=0).to(dtype), Xtr, ytr, epochs=3)
     assert ha.loss == hb.loss
@@ -566,9 +573,14 @@ def test_after_fit_parameters_and_grads_own_their_storage(sunspots):
         assert not getattr(p, "_post_accumulate_grad_hooks", None), name
 
 
-def test_a_callback_that_moves_parameters_unbinds_the_run(sunspots):
+@pytest.mark.parametrize("numpy_fit", [False, True])
+def test_a_callback_that_moves_parameters_unbinds_the_run(sunspots, monkeypatch, numpy_fit):
     """A callback that gives the parameters new storage: fit must notice, drop the flat buffers
-    and go on training the parameters the model now has, with the same numbers."""
+    and go on training the parameters the model now has, with the same numbers (bit for bit on
+    the torch path; with the NumPy step, which then gives way to the torch path, to rounding)."""
+    import torchrnn.train as T
+
+    monkeypatch.setattr(T, "_NUMPY_FIT", numpy_fit)
     Xtr, ytr = sunspots[0][:30], sunspots[1][:30]
 
     def move(epoch, logs):
@@ -579,9 +591,10 @@ def test_a_callback_that_moves_parameters_unbinds_the_run(sunspots):
     h_moved = fit(moved, Xtr, ytr, epochs=3, seed=0, callback=move)
     plain = create_rnn(3, 1, (12, 1), seed=0)
     h_plain = fit(plain, Xtr, ytr, epochs=3, seed=0, optimizer=KerasAdam(plain.parameters()))
-    assert h_moved.loss == h_plain.loss
+    tol = NUMPY_FIT_F32_ATOL if numpy_fit else 0.0
+    assert_close(np.array(h_moved.loss), np.array(h_plain.loss), atol=tol, name="epoch losses")
     for (name, pa), pb in zip(moved.named_parameters(), plain.parameters()):
-        assert_close(pa.detach(), pb.detach(), atol=0.0, name=name)
+        assert_close(pa.detach(), pb.detach(), atol=tol, name=name)
 
 
 def test_training_does_not_import_torch_dynamo():
@@ -644,3 +657,92 @@ def test_fit_and_predict_read_inputs_as_the_model_does_and_name_the_whole_shape(
     assert [tuple(s.shape) for s in states] == [(4, 12, 3)]
     assert_close(states[0][:, -1].detach().numpy(), m2.hidden_states(torch.tensor(X[:4, :, None],
                  dtype=torch.float32))[0][:, -1].detach().numpy(), atol=0.0, name="hidden_states(array)")
+
+
+# ----------------------------------------------------------------- fit's NumPy step
+
+# The NumPy step computes the torch path's formulas; products of a few terms summed in another
+# order differ by an ulp or so per step. After a few epochs of Adam (whose update divides by
+# sqrt(v), amplifying relative differences where gradients are tiny) float32 weights stay within
+# 1e-5 of the torch path's; in float64 the same drift is ~1e-13.
+NUMPY_FIT_F32_ATOL = 1e-5
+
+NUMPY_FIT_CONFIGS = [
+    dict(hidden_units=3, dense_units=1, input_shape=(12, 1), activation=("tanh", "tanh")),
+    dict(hidden_units=[4, 3], dense_units=2, input_shape=(5, 2), activation=(["tanh", "linear"], "linear"),
+         use_bias=[False, True], go_backwards=[True, False]),
+    dict(hidden_units=[2, 3], dense_units=1, input_shape=(1, 3), activation=("linear", "tanh"),
+         dense_use_bias=False, go_backwards=True),
+]
+
+
+def _numpy_step_for(model):
+    import torchrnn.train as T
+
+    opt = KerasAdam(model.parameters(), lr=1e-3)
+    session = opt._flat_session()
+    return T._NumpyFitStep.plan(model, opt, session, 4), session
+
+
+@pytest.mark.parametrize("cfg", NUMPY_FIT_CONFIGS)
+def test_numpy_step_gradients_are_autograds(cfg):
+    model = create_rnn(**cfg, seed=2).to(torch.float64)
+    steps, feats = cfg["input_shape"]
+    rng = np.random.default_rng(5)
+    x, y = rng.uniform(-1, 1, (4, steps, feats)), rng.uniform(-1, 1, (4, cfg["dense_units"]))
+    loss_ref = nn.functional.mse_loss(model(torch.from_numpy(x)), torch.from_numpy(y))
+    want = torch.autograd.grad(loss_ref, list(model.parameters()))
+    step, session = _numpy_step_for(model)
+    assert step is not None
+    loss = step(x, y)
+    assert_close(np.array(loss), loss_ref.detach().numpy(), atol=FLOAT64_ATOL, name="loss")
+    for (name, p), g in zip(model.named_parameters(), want):
+        assert_close(p.grad, g, atol=FLOAT64_ATOL, name=f"{name}.grad")
+    session.close()
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float32, NUMPY_FIT_F32_ATOL), (torch.float64, FLOAT64_ATOL)])
+@pytest.mark.parametrize("cfg", NUMPY_FIT_CONFIGS)
+def test_fit_with_the_numpy_step_trains_as_the_torch_path(cfg, dtype, atol, monkeypatch):
+    import torchrnn.train as T
+
+    steps, feats = cfg["input_shape"]
+    rng = np.random.default_rng(9)
+    X, y = rng.uniform(-1, 1, (23, steps, feats)), rng.uniform(-0.5, 0.5, (23, cfg["dense_units"]))
+    runs = {}
+    for numpy_fit in (True, False, True):
+        monkeypatch.setattr(T, "_NUMPY_FIT", numpy_fit)
+        m = create_rnn(**cfg, seed=4).to(dtype)
+        h = fit(m, X, y, epochs=3, batch_size=5, seed=1)  # 5 batches, the last of 3
+        if numpy_fit in runs:  # the same seed repeats the NumPy run bit for bit
+            assert h.loss == runs[numpy_fit][0].loss
+        runs[numpy_fit] = (h, m)
+    (hn, mn), (ht, mt) = runs[True], runs[False]
+    assert_close(np.array(hn.batch_loss), np.array(ht.batch_loss), atol=atol, name="batch losses")
+    for (name, pn), pt in zip(mn.named_parameters(), mt.parameters()):
+        assert_close(pn.detach(), pt.detach(), atol=atol, name=name)
+        assert_close(pn.grad, pt.grad, atol=atol, name=f"{name}.grad after the last step")
+    for p in mn.parameters():  # the run's buffers are given back as on the torch path
+        assert p.grad is not None and p.untyped_storage().nbytes() == p.numel() * p.element_size()
+
+
+def test_the_numpy_step_is_taken_only_where_it_computes_what_torch_would():
+    import torchrnn.train as T
+
+    base = dict(hidden_units=3, dense_units=1, input_shape=(12, 1))
+    assert _numpy_step_for(create_rnn(**base))[0] is not None
+    for model in (create_rnn(**base, activation=("relu", "tanh")),       # torch's kernels
+                  create_rnn(**base, activation=("tanh", "sigmoid")),
+                  create_rnn(**base, return_sequences=True),
+                  create_rnn(3, None, (12, 1), "tanh"),
+                  create_rnn(**base).use_fused_kernel(True),
+                  create_rnn(500, 1, (12, 1))):                           # a row of 4 x 500 values: torch's BLAS
+        assert _numpy_step_for(model)[0] is None, model
+    hooked = create_rnn(**base)
+    seen = []
+    hooked.dense.register_forward_hook(lambda mod, inp, out: seen.append(out.shape))
+    assert _numpy_step_for(hooked)[0] is None
+    fit(hooked, np.zeros((3, 12, 1)), np.zeros((3, 1)), epochs=1)
+    assert len(seen) == 1 + 3, "the hook saw the shape look and every step"
+    m = create_rnn(**base)
+    assert T._NumpyFitStep.plan(m, KerasAdam(m.parameters()), None, 1) is None  # not bound: not fit's own
