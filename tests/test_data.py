@@ -246,41 +246,39 @@ def test_consecutive_months_load_quoted_or_not(tmp_path, quoted):
     assert v.shape == (2820,)
 
 
-@pytest.mark.parametrize("quoted", [False, True], ids=["unquoted-LF", "quoted-CRLF"])
-def test_duplicated_row_is_refused(tmp_path, quoted):
-    rows = embedded_rows()
+def _duplicate_1750_01(rows):
     rows.insert(13, rows[12])  # 1750-01 (data row 13) twice: the copy is data row 14, line 15
-    path, msg = refused(tmp_path, month_csv(rows, quoted))
-    assert msg == (f"{path}: data row 14 (line 15), column 'Month': month 1750-01 repeats "
-                   f"(the row before is also 1750-01); {RULE}")
 
 
-@pytest.mark.parametrize("quoted", [False, True], ids=["unquoted-LF", "quoted-CRLF"])
-def test_deleted_row_is_refused(tmp_path, quoted):
-    rows = embedded_rows()
+def _delete_1750_02(rows):
     del rows[13]  # 1750-02 lost: 1750-03 becomes data row 14, line 15
-    path, msg = refused(tmp_path, month_csv(rows, quoted))
-    assert msg == (f"{path}: data row 14 (line 15), column 'Month': month 1750-03 follows 1750-01: "
-                   f"1 month missing; {RULE}")
 
 
-@pytest.mark.parametrize("quoted", [False, True], ids=["unquoted-LF", "quoted-CRLF"])
-def test_swapped_rows_are_refused_as_out_of_order(tmp_path, quoted):
-    rows = embedded_rows()
+def _swap_1750_02_03(rows):
     rows[13], rows[14] = rows[14], rows[13]  # data rows 14, 15: 1750-03 then 1750-02
-    path, msg = refused(tmp_path, month_csv(rows, quoted))
-    assert msg == (f"{path}: data row 15 (line 16), column 'Month': month 1750-02 comes after 1750-03 "
-                   f"(out of order); {RULE}")
 
 
-@pytest.mark.parametrize("quoted", [False, True], ids=["unquoted-LF", "quoted-CRLF"])
-def test_month_13_is_refused(tmp_path, quoted):
-    rows = embedded_rows()
+def _month_13(rows):
     assert rows[24].startswith("1751-01,")
     rows[24] = "1750-13," + rows[24].split(",")[1]  # data row 25, line 26, after 1750-12
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["unquoted-LF", "quoted-CRLF"])
+@pytest.mark.parametrize("edit, message", [
+    (_duplicate_1750_01, f"data row 14 (line 15), column 'Month': month 1750-01 repeats "
+                         f"(the row before is also 1750-01); {RULE}"),
+    (_delete_1750_02, f"data row 14 (line 15), column 'Month': month 1750-03 follows 1750-01: "
+                      f"1 month missing; {RULE}"),
+    (_swap_1750_02_03, f"data row 15 (line 16), column 'Month': month 1750-02 comes after 1750-03 "
+                       f"(out of order); {RULE}"),
+    (_month_13, "data row 25 (line 26), column 'Month': month 1750-13 follows 1750-12: "
+                "there is no month 13; months are 01 to 12"),
+], ids=["duplicated", "deleted", "swapped", "month-13"])
+def test_an_edited_month_column_is_refused_naming_row_and_months(tmp_path, quoted, edit, message):
+    rows = embedded_rows()
+    edit(rows)
     path, msg = refused(tmp_path, month_csv(rows, quoted))
-    assert msg == (f"{path}: data row 25 (line 26), column 'Month': month 1750-13 follows 1750-12: "
-                   f"there is no month 13; months are 01 to 12")
+    assert msg == f"{path}: {message}"
 
 
 def test_month_00_in_the_first_row_and_gap_over_a_year_end(tmp_path):
