@@ -146,7 +146,7 @@ def test_stacked_layers_and_options_reach_the_model(tmp_path):
 def test_checkpoint_round_trip_gives_identical_predictions(tutorial_run):
     out, _ = tutorial_run
     ck = torch.load(out / "model.pt", weights_only=True)  # plain containers and tensors only
-    assert ck["format"] == E.CHECKPOINT_FORMAT and ck["version"] == 1
+    assert ck["format"] == E.CHECKPOINT_FORMAT and ck["version"] == E.CHECKPOINT_VERSION == 2
     assert set(ck["scaler"]) == {"data_min", "data_max", "feature_range"}
     assert ck["data"]["sha256"] == D.read_series().sha256
     assert ck["windows"] == {"time_steps": 12, "stride": 12, "split": 0.8, "scale_on": "train",
@@ -345,8 +345,15 @@ def test_weights_edited_without_their_digest_are_refused_and_old_checkpoints_loa
     # save_checkpoint records the digests of what it saves, so a deliberate edit saved through it loads
     E.save_checkpoint(tmp_path / "resaved.pt", ck)
     E.load_checkpoint(tmp_path / "resaved.pt")
-    # checkpoints written before the digests existed load without the check (documented)
+    # a version-2 checkpoint whose digests were dropped (with an edit) is refused
     del ck["model_state_sha256"]
+    ck["model_state"]["dense.bias"] += 1
+    torch.save(ck, tmp_path / "stripped.pt")
+    with pytest.raises(E.CheckpointError, match="model_state_sha256 is missing \\(a version-2 checkpoint"):
+        E.load_checkpoint(tmp_path / "stripped.pt")
+    # checkpoints written before the digests existed (version 1) load without the check (documented)
+    del ck["content_sha256"]
+    ck["version"] = 1
     torch.save(ck, tmp_path / "old.pt")
     model, _ = E.load_checkpoint(tmp_path / "old.pt")
     assert torch.equal(model.dense.bias.detach(), ck["model_state"]["dense.bias"])
@@ -408,7 +415,16 @@ def test_content_digest_absent_or_naming_a_missing_entry(tutorial_run, tmp_path)
     torch.save(ck, tmp_path / "gone.pt")
     with pytest.raises(E.CheckpointError, match="metrics was saved but is missing"):
         E.load_checkpoint(tmp_path / "gone.pt")
-    del ck["content_sha256"]  # a checkpoint written before content digests existed loads (documented)
+    # a digest dropped with an edit: refused in a version-2 checkpoint, whole or for one entry
+    ck["scaler"]["data_max"] = 300.0
+    for drop in (lambda c: c["content_sha256"].pop("scaler"), lambda c: c.pop("content_sha256")):
+        edited = {**ck, "content_sha256": dict(ck["content_sha256"])}
+        drop(edited)
+        torch.save(edited, tmp_path / "stripped.pt")
+        with pytest.raises(E.CheckpointError, match="scaler has no digest|content_sha256 is missing"):
+            E.load_checkpoint(tmp_path / "stripped.pt")
+    del ck["content_sha256"]  # a version-1 checkpoint, written before content digests existed, loads (documented)
+    ck["version"] = 1
     torch.save(ck, tmp_path / "old.pt")
     assert E.load_checkpoint(tmp_path / "old.pt")[1]["scaler"] == ck["scaler"]
     ck["content_sha256"] = ["not", "a", "dict"]

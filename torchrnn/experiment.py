@@ -52,7 +52,11 @@ __all__ = ["Prepared", "Run", "CheckpointError", "prepare", "train_run", "report
            "content_digest", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "torchrnn-checkpoint"
-CHECKPOINT_VERSION = 1
+# Version 2: every tensor and every entry of CONTENT_KEYS carries a sha256 (save_checkpoint), and a
+# version-2 checkpoint without one of them is refused. Version 1 (before the digests, or with the
+# weights' alone) still loads, with whatever digests it has.
+CHECKPOINT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class CheckpointError(ValueError):
@@ -308,6 +312,7 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: dict) -> Path:
     each weight tensor (``model_state_sha256``, see :func:`weights_digest`) and of each other
     entry (``content_sha256``, see :func:`content_digest`) added."""
     checkpoint = {k: v for k, v in checkpoint.items() if k not in ("model_state_sha256", "content_sha256")}
+    checkpoint["version"] = CHECKPOINT_VERSION  # the version that carries the digests
     if "model_state" in checkpoint:
         checkpoint["model_state_sha256"] = weights_digest(checkpoint["model_state"])
     checkpoint["content_sha256"] = content_digest(checkpoint)
@@ -319,6 +324,9 @@ def _check_digest(path: Path, ckpt: dict) -> None:
     were stored (no ``model_state_sha256``) load without this check."""
     recorded = ckpt.get("model_state_sha256")
     if recorded is None:
+        if ckpt.get("version") != 1:
+            raise CheckpointError(f"checkpoint {path}: model_state_sha256 is missing (a version-"
+                                  f"{ckpt.get('version')} checkpoint records a digest for every tensor)")
         return
     state = ckpt["model_state"]
     if not isinstance(recorded, dict) or not isinstance(state, dict) or \
@@ -339,10 +347,19 @@ def _check_content_digest(path: Path, ckpt: dict) -> None:
     Checkpoints written before these digests were stored (no ``content_sha256``) load without it."""
     recorded = ckpt.get("content_sha256")
     if recorded is None:
-        return
+        if ckpt.get("version") == 1:
+            return
+        raise CheckpointError(f"checkpoint {path}: content_sha256 is missing (a version-"
+                              f"{ckpt.get('version')} checkpoint records a digest for every entry)")
     if not isinstance(recorded, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                  for k, v in recorded.items()):
         raise CheckpointError(f"checkpoint {path}: content_sha256 is not a dict of digests by key")
+    if ckpt.get("version") != 1:
+        unrecorded = [k for k in CONTENT_KEYS if k in ckpt and k not in recorded]
+        if unrecorded:
+            raise CheckpointError(f"checkpoint {path}: {', '.join(unrecorded)} {'has' if len(unrecorded) == 1 else 'have'} "
+                                  f"no digest in content_sha256 (a version-{ckpt.get('version')} checkpoint "
+                                  f"records one for every entry)")
     gone = sorted(k for k in recorded if k not in ckpt)
     if gone:
         raise CheckpointError(f"checkpoint {path}: {', '.join(gone)} {'was' if len(gone) == 1 else 'were'} "
@@ -432,9 +449,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path}: not a torchrnn checkpoint (no format={CHECKPOINT_FORMAT!r})")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
+    if ckpt.get("version") not in READABLE_VERSIONS or isinstance(ckpt.get("version"), bool):
         raise CheckpointError(f"checkpoint {path}: version {ckpt.get('version')!r}, this torchrnn reads "
-                              f"version {CHECKPOINT_VERSION}")
+                              f"versions {' and '.join(map(str, READABLE_VERSIONS))}")
     missing = [k for k in ("model_config", "model_state", "scaler", "windows", "data") if k not in ckpt]
     if missing:
         raise CheckpointError(f"checkpoint {path}: missing {', '.join(missing)}")
