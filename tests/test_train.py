@@ -746,3 +746,37 @@ def test_the_numpy_step_is_taken_only_where_it_computes_what_torch_would():
     assert len(seen) == 1 + 3, "the hook saw the shape look and every step"
     m = create_rnn(**base)
     assert T._NumpyFitStep.plan(m, KerasAdam(m.parameters()), None, 1) is None  # not bound: not fit's own
+
+
+def test_the_numpy_step_gives_way_to_torch_for_tied_weights_no_grad_and_what_callbacks_change():
+    import torchrnn.train as T
+
+    # tied: autograd sums both layers' gradients into the one weight; the NumPy step would not
+    tied = create_rnn([3, 3], 2, (5, 2), ("tanh", "linear"), seed=7)
+    tied.rnn[1].weight_hh = tied.rnn[0].weight_hh
+    assert _numpy_step_for(tied)[0] is None
+    with torch.no_grad():  # the torch path refuses to train here; so must fit, on any path
+        assert _numpy_step_for(create_rnn(3, 1, (12, 1)))[0] is None
+    rng = np.random.default_rng(0)
+    X, y = rng.uniform(-1, 1, (13, 5, 2)), rng.uniform(-1, 1, (13, 2))
+
+    def frozen_after_epoch_1():
+        m = create_rnn([4, 3], 2, (5, 2), (["tanh", "linear"], "linear"), seed=1)
+        seen = {}
+
+        def cb(epoch, logs):
+            if epoch == 1:
+                seen["w"] = m.rnn[0].weight_ih.detach().clone()
+                m.rnn[0].weight_ih.requires_grad_(False)
+                m.dense.register_forward_hook(lambda mod, inp, out: seen.setdefault("calls", []).append(1))
+        fit(m, X, y, epochs=3, seed=0, callback=cb)
+        return m, seen
+
+    m, seen = frozen_after_epoch_1()
+    assert torch.equal(m.rnn[0].weight_ih.detach(), seen["w"]), "a weight frozen by a callback stays put"
+    assert len(seen["calls"]) == 2 * 13, "a hook registered by a callback sees every later step"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(T, "_NUMPY_FIT", False)
+        mt, _ = frozen_after_epoch_1()
+    for (name, pa), pb in zip(m.named_parameters(), mt.parameters()):
+        assert_close(pa.detach(), pb.detach(), atol=NUMPY_FIT_F32_ATOL, name=name)

@@ -405,7 +405,8 @@ class _NumpyFitStep:
         from . import layers as Ly
         from .model import RNNModel
 
-        if not _NUMPY_FIT or session is None or type(model) is not RNNModel or type(optimizer) is not KerasAdam:
+        if (not _NUMPY_FIT or session is None or type(model) is not RNNModel or type(optimizer) is not KerasAdam
+                or not torch.is_grad_enabled()):  # under no_grad the torch path refuses to train
             return None
         if len(session.buckets) != 1 or session.buckets[0]._np is None or len(optimizer.param_groups) != 1:
             return None
@@ -416,6 +417,14 @@ class _NumpyFitStep:
                or layer.use_fused for layer in model.rnn):
             return None
         if batch_size * max(cfg.hidden_units) >= Ly._SMALL_ROW:
+            return None
+        # Each weight once, each trainable, each in the bound bucket: a weight tied between two
+        # layers gets the sum of both gradients from autograd, which this step does not add up.
+        used = [p for layer in model.rnn for p in (layer.weight_ih, layer.weight_hh, layer.bias) if p is not None]
+        used += [p for p in (model.dense.weight, model.dense.bias) if p is not None]
+        bucket_ids = {id(p) for p in session.buckets[0].params}
+        if len({id(p) for p in used}) != len(used) or {id(p) for p in used} != bucket_ids \
+                or not all(p.requires_grad for p in used):
             return None
         # Hooks observe or change what autograd and the modules do; the torch path honours them.
         from torch.nn.modules import module as _mod
@@ -752,7 +761,7 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
     history = History(epochs=0, batch_size=batch_size, seed=None if seed is None else int(seed))
     mse_loss = nn.functional.mse_loss  # its broadcast warning is a second guard (pyproject turns it into an error)
     step = _fast_step(optimizer)
-    numpy_step = _NumpyFitStep.plan(model, optimizer, session, batch_size)
+    numpy_step = None
     unbound_zero_grad = functools.partial(optimizer.zero_grad, set_to_none=True)
     bar_cls = None
     columns = _terminal_columns(sys.stderr)
@@ -766,7 +775,8 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
             if session is not None and not session.valid():  # a callback moved the parameters
                 session.close()
                 session = None
-                numpy_step = None
+            # planned each epoch: a callback may have frozen a weight or registered a hook since
+            numpy_step = _NumpyFitStep.plan(model, optimizer, session, batch_size)
             zero_grad = unbound_zero_grad if session is None else session.zero_grad
             if shuffle:
                 perm = torch.randperm(n, generator=gen).to(device)
