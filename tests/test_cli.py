@@ -765,6 +765,24 @@ def test_predict_out_and_checkpoint_paths_are_checked(tutorial_run, tmp_path, ca
     # an empty --out once wrote into the current folder (train) or named '' in an OSError (predict)
     for argv in (["predict", "--checkpoint", str(ckpt), "--out", ""], ["train", "--out", " ", "--epochs", "1"]):
         _one_line_error(capsys, main(argv), "--out", "is empty")
+    # --out naming the checkpoint (or the data) read once replaced it with the CSV; a trailing
+    # slash on a missing folder once wrote a file of that name
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(ckpt.read_bytes())
+    _one_line_error(capsys, main(["predict", "--checkpoint", str(copy), "--out", str(copy)]),
+                    f"--out {copy} is the --checkpoint file being read")
+    assert copy.read_bytes() == ckpt.read_bytes()
+    link = tmp_path / "link.pt"
+    link.symlink_to(copy)
+    _one_line_error(capsys, main(["predict", "--checkpoint", str(copy), "--out", str(link)]),
+                    "is the --checkpoint file being read")
+    data = tmp_path / "d.csv"
+    data.write_bytes(EMBEDDED_CSV.read_bytes())
+    _one_line_error(capsys, main(["predict", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(data)]),
+                    "is the --data file being read")
+    _one_line_error(capsys, main(["predict", "--checkpoint", str(ckpt), "--out", str(tmp_path / "newdir") + "/"]),
+                    "names a folder")
+    assert not (tmp_path / "newdir").exists()
     # --out is checked before the checkpoint is read: a bad --out with a bad checkpoint names --out
     _one_line_error(capsys, main(["predict", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path)]),
                     f"--out: {tmp_path} is a directory")

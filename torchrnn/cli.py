@@ -225,19 +225,29 @@ def _out_dir(out: str | None) -> tuple[Path, bool]:
     return path, False
 
 
-def _out_file(out: str | None) -> Path | None:
+def _out_file(out: str | None, inputs: Sequence[tuple[str, str | None]] = ()) -> Path | None:
     """predict's ``--out`` checked before the checkpoint is read: None (or '-') is standard
-    output; otherwise a file name in an existing folder where files can be written."""
+    output; otherwise a file name in an existing folder where files can be written, and none of
+    the ``(flag, path)`` ``inputs`` the command reads."""
     from . import experiment as E
 
     if out is None or out == "-":
         return None
     if not out.strip():
         raise UsageError(f"--out {out!r} is empty; give a file name, or - for standard output")
+    if out.endswith(("/", os.sep)):  # Path() drops the slash and would write a file of that name
+        raise UsageError(f"--out {out} ends with {out[-1]}, which names a folder; give a file name")
     try:
         path = E.file_to_write(out)
     except ValueError as exc:
         raise UsageError(f"--out: {exc}") from None
+    for flag, other in inputs:
+        try:
+            same = other is not None and Path(other).exists() and path.exists() and path.samefile(other)
+        except OSError:
+            same = False
+        if same:
+            raise UsageError(f"--out {out} is the {flag} file being read; writing it would destroy it")
     _check_can_write_in(path.parent, f"--out {out}: cannot write files in folder {path.parent}")
     return path
 
@@ -385,7 +395,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .metrics import rmse
     from .train import predict
 
-    out = _out_file(args.out)
+    out = _out_file(args.out, [("--checkpoint", args.checkpoint), ("--data", args.data)])
     device = _device(args.device)
     _use_threads(args.threads)
     model, ckpt = E.load_checkpoint(args.checkpoint, map_location=device)
