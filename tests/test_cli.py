@@ -613,11 +613,11 @@ def test_interrupt_during_training_exits_130_without_files(tmp_path, capsys, mon
     calls = {"n": 0}
 
     def interrupting(real):
-        def step(self):
+        def step(self, *args):
             calls["n"] += 1
             if calls["n"] == 100:
                 raise KeyboardInterrupt
-            return real(self)
+            return real(self, *args)
         return step
 
     # what fit calls: _step (with or without torch.optim's wrapper), _bound_step after a NumPy step

@@ -166,10 +166,15 @@ def _numpy_recurrence(s: np.ndarray, w_t: np.ndarray, activation: str) -> None:
             np.tanh(row, out=row)
 
 
-def _numpy_recurrence_backward(g: np.ndarray, dact: np.ndarray | None, upstream: np.ndarray | None,
-                               w: np.ndarray) -> None:
-    """``dL/dz`` for every step into ``g`` (steps, N, H), whose last row holds the last step's
-    upstream gradient: ``g[t] = (g[t+1] @ w + upstream[t]) * act'[t]``, from the last step back."""
+def _numpy_recurrence_backward(g: np.ndarray, states: np.ndarray, activation: str, last: np.ndarray | None,
+                               upstream: np.ndarray | None, w: np.ndarray) -> None:
+    """``dL/dz`` for every step into ``g`` (steps, N, H), from the layer's ``states`` (its
+    outputs; tanh' = 1 - h^2, linear' = 1) and the upstream gradient: ``last`` (N, H) at the
+    last step only, or ``upstream`` (steps, N, H) at every step. From the last step back,
+    ``g[t] = (g[t+1] @ w + upstream[t]) * act'[t]``, ``w`` the recurrent kernel (H, H).
+    (The training node's NumPy backward and fit's NumPy step both come here.)"""
+    dact = None if activation == "linear" else np.subtract(1, states * states)
+    g[-1] = last if upstream is None else upstream[-1]
     rows = list(g)
     d = None if dact is None else list(dact)
     up = None if upstream is None else list(upstream)
@@ -335,11 +340,9 @@ class _SequenceFn(torch.autograd.Function):
         steps, n, units = states.shape
         gp = torch.empty_like(states)  # dL/dz for every step, time-major
         if _numpy_loop(states, ctx.activation):
-            g, h = gp.numpy(), states.numpy()
-            dact = None if ctx.activation == "linear" else np.subtract(1, h * h)  # tanh' = 1 - h^2
-            upstream = None if ctx.last_only else grad_out.transpose(0, 1).numpy()
-            g[-1] = grad_out.numpy() if upstream is None else upstream[-1]
-            _numpy_recurrence_backward(g, dact, upstream, weight_hh.detach().numpy())
+            _numpy_recurrence_backward(
+                gp.numpy(), states.numpy(), ctx.activation, grad_out.numpy() if ctx.last_only else None,
+                None if ctx.last_only else grad_out.transpose(0, 1).numpy(), weight_hh.detach().numpy())
             return _SequenceFn._grads(ctx, gp, xs, weight_ih, weight_hh, states)
         if ctx.activation in _DACT_FROM_OUTPUT:
             f = _DACT_FROM_OUTPUT[ctx.activation]

@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from .init import check_seed
+from .layers import _numpy_recurrence, _numpy_recurrence_backward
 from .metrics import mse as _mse, rmse as _rmse
 
 __all__ = ["KerasAdam", "History", "fit", "predict", "evaluate"]
@@ -191,14 +192,14 @@ class KerasAdam(torch.optim.Optimizer):
                         continue
                 b.partial_update(grads, c1, c2, alpha, eps)
 
-    def _bound_step(self) -> None:
-        """:meth:`_step` for a single bound bucket into whose every gradient slice something
-        other than autograd wrote this step's gradient (:class:`_NumpyFitStep`): the update of
-        the all-received case, without reading version counters that nothing moved."""
+    def _bound_step(self, bucket: "_Bucket") -> None:
+        """:meth:`_step` for the one bound ``bucket`` of a one-group optimizer, into whose every
+        gradient slice something other than autograd wrote this step's gradient
+        (:class:`_NumpyFitStep`, which checked the plan once per epoch): the update of the
+        all-received case, without re-planning or reading version counters that nothing moved."""
         group = self.param_groups[0]
         group["step"] += 1
-        (b,) = self._plan(0, group)
-        b.bound_update(*self._scalars(group, b.dtype))
+        bucket.bound_update(*self._scalars(group, bucket.dtype))
 
     def _flat_session(self) -> "_FlatSession | None":
         """Bind every parameter's ``.data`` and ``.grad`` to flat buffers until ``close()``.
@@ -441,6 +442,7 @@ class _NumpyFitStep:
         return cls(model, session.buckets[0])
 
     def __init__(self, model, bucket: "_Bucket"):
+        self.bucket = bucket
         views = {id(p): (d.numpy(), g.numpy()) for p, d, g in zip(bucket.params, bucket._views, bucket._gviews)}
 
         def arrays(p):
@@ -455,8 +457,6 @@ class _NumpyFitStep:
 
     def __call__(self, xb: np.ndarray, yb: np.ndarray) -> float:
         """One batch ``xb`` (N, L, F), ``yb`` (N, D): its loss; the gradients into the bound buffers."""
-        from .layers import _numpy_recurrence, _numpy_recurrence_backward
-
         seq = xb.transpose(1, 0, 2)  # time-major (L, N, F)
         saved = []
         for w_ih, w_hh, b, _, _, _, act, backwards in self.layers:
@@ -494,8 +494,7 @@ class _NumpyFitStep:
             xs, states = saved[i]
             steps, n, units = states.shape
             gp = np.empty_like(states)
-            gp[-1] = upstream_last if upstream is None else upstream[-1]
-            _numpy_recurrence_backward(gp, None if act == "linear" else 1 - states * states, upstream, w_hh)
+            _numpy_recurrence_backward(gp, states, act, upstream_last, upstream, w_hh)
             g2 = gp.reshape(steps * n, units)
             np.dot(g2.T, xs, out=g_ih)
             if g_b is not None:
@@ -800,7 +799,7 @@ def fit(model: nn.Module, X: Any, y: Any, *, epochs: int = 20, batch_size: int =
                     s = b * batch_size
                     if numpy_step is not None:
                         pending.append(numpy_step(Xn[s:s + batch_size], yn[s:s + batch_size]))
-                        optimizer._bound_step()
+                        optimizer._bound_step(numpy_step.bucket)
                     else:
                         xb, yb = Xe[s:s + batch_size], ye[s:s + batch_size]
                         zero_grad()
